@@ -1,0 +1,1 @@
+void parasite_entry(void) { for (;;) ; }

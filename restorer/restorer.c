@@ -1,0 +1,1 @@
+void restorer_entry(void) { for (;;) ; }
