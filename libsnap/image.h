@@ -59,9 +59,17 @@ void img_name(char out[IMG_NAME_MAX], enum img_kind kind, int pid);
 struct img_dir;
 
 int img_dir_create(struct snap_ctx *ctx, const char *path, struct img_dir **ret);
-/* Writes inventory.img from @inv (its files list is filled in here) and closes. */
+/*
+ * Writes inventory.img from @inv (its files list and format version are
+ * filled in here; the caller's list is put back afterwards) and closes,
+ * also on failure, when it behaves like img_dir_abort.
+ */
 int img_dir_finish(struct snap_ctx *ctx, struct img_dir *dir, InventoryEntry *inv);
-/* Closes without writing an inventory; a directory without one is never restored. */
+/*
+ * Closes without writing an inventory, removing the files written through
+ * @dir so that a later dump into the same directory starts clean. Writers
+ * must be closed first.
+ */
 void img_dir_abort(struct img_dir *dir);
 int img_dir_fd(const struct img_dir *dir);
 
@@ -79,7 +87,7 @@ int img_pages_close(struct snap_ctx *ctx, struct img_pages_writer *w);
 const char *img_pages_name(const struct img_pages_writer *w);
 
 /*
- * A dump directory being read. img_dir_open reads and checks the inventory
+ * A dump directory being read. img_set_open reads and checks the inventory
  * (trailer digest, format version, arch, page size) and then checks the size
  * and digest of every file it lists, page files included, and that no listed
  * file is missing; any failure names the file.
@@ -111,5 +119,50 @@ int img_set_open_pages(struct snap_ctx *ctx, struct img_set *set, const char *na
 
 /* XXH3-64 of a buffer, the digest used everywhere. */
 uint64_t img_digest(const void *buf, size_t len);
+
+/*
+ * The schema of each kind of file, so that show.c can print any image
+ * without knowing the kinds. Framed files hold @first (if not NULL), then
+ * any number of @rest (if not NULL); readers and writers enforce it.
+ */
+struct img_kind_info {
+	const char *name; /* "core": used in messages and by show */
+	bool framed;	  /* false only for raw page files */
+	const ProtobufCMessageDescriptor *first;
+	const ProtobufCMessageDescriptor *rest;
+};
+
+/* NULL for a kind that does not exist. */
+const struct img_kind_info *img_kind_info(enum img_kind kind);
+/*
+ * The inverse of img_name(): returns the kind of a file name exactly as
+ * img_name() spells it (*ret_pid = its pid, 0 for per-dump files), or
+ * -EINVAL for any other name.
+ */
+int img_name_parse(const char *name, int *ret_pid);
+
+/* This machine as inventories name it ("x86_64", "aarch64"); NULL if unknown. */
+const char *img_host_arch(void);
+
+/*
+ * Reads inventory.img of @dirfd checking its framing and its one record
+ * only: not the host, not the files it lists. For show and tools; restore
+ * uses img_set_open.
+ */
+int img_inventory_load(struct snap_ctx *ctx, int dirfd, InventoryEntry **ret);
+
+/*
+ * Opens framed file @name of @dirfd outside any set, its kind taken from its
+ * header. Checks header, trailer digest and record framing, and if @expect is
+ * not NULL, that size and whole-file digest are those listed there.
+ */
+int img_reader_open_file(struct snap_ctx *ctx, int dirfd, const char *name, const FileDigest *expect,
+			 struct img_reader **ret);
+enum img_kind img_reader_kind(const struct img_reader *r);
+/* Reads the next record as the kind's schema says it is; returns like img_read_msg. */
+int img_read_next(struct snap_ctx *ctx, struct img_reader *r, ProtobufCMessage **ret_msg);
+
+/* Size and XXH3-64 of the whole of @fd (from offset 0); @name is for messages. */
+int img_digest_fd(struct snap_ctx *ctx, int fd, const char *name, uint64_t *ret_size, uint64_t *ret_digest);
 
 #endif

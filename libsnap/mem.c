@@ -1,2 +1,669 @@
-/* placeholder */
-typedef int placeholder_t_mem;
+/*
+ * Memory: classifying areas, finding the pages that hold data (pagemap),
+ * moving them to the page file in large batches, and at restore premapping
+ * areas and filling them back with large preadv() calls.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "mem.h"
+
+#define PM_PFN_MASK ((1ull << 55) - 1)
+#define PM_FILE (1ull << 61)
+#define PM_SWAP (1ull << 62)
+#define PM_PRESENT (1ull << 63)
+
+#define DRAIN_BUF_SIZE (16u << 20)
+#define PAGEMAP_BATCH 65536 /* pagemap entries read per pread */
+
+static size_t page_size(void)
+{
+	return (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static bool is_label(const struct proc_vma *v, const char *label)
+{
+	return v->path && !strcmp(v->path, label);
+}
+
+/* Classifies one area; 0 with *ret_kind, or a refusal naming it. */
+static int classify(struct snap_ctx *ctx, pid_t pid, const struct proc_vma *v, VmaKind *ret_kind)
+{
+	unsigned long long s = v->start, e = v->end;
+
+	if (is_label(v, "[vdso]"))
+		*ret_kind = VMA_KIND__VMA_VDSO;
+	else if (is_label(v, "[vvar]"))
+		*ret_kind = VMA_KIND__VMA_VVAR;
+	else if (is_label(v, "[vvar_vclock]"))
+		*ret_kind = VMA_KIND__VMA_VVAR_VCLOCK;
+	else if (is_label(v, "[vsyscall]"))
+		*ret_kind = VMA_KIND__VMA_VSYSCALL;
+	else if (v->vmflags & VMF_HUGETLB)
+		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: hugetlb mapping at 0x%llx-0x%llx is not supported yet", pid,
+				 s, e);
+	else if (v->vmflags & (VMF_IO | VMF_PFNMAP))
+		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: device (I/O) mapping at 0x%llx-0x%llx (%s) is not supported",
+				 pid, s, e, v->path ? v->path : "anonymous");
+	else if (v->shared && (!v->path || v->path[0] != '/' || v->deleted || !strncmp(v->path, "/SYSV", 5)))
+		return snap_fail(ctx, -EOPNOTSUPP,
+				 "pid %d: shared anonymous memory at 0x%llx-0x%llx (%s) is not supported yet", pid, s, e,
+				 v->path ? v->path : "anonymous");
+	else if (v->path && v->path[0] == '/' && v->deleted)
+		return snap_fail(ctx, -EOPNOTSUPP,
+				 "pid %d: mapping at 0x%llx-0x%llx of deleted file %s is not supported yet", pid, s, e,
+				 v->path);
+	else if (v->path && v->path[0] == '/')
+		*ret_kind = v->shared ? VMA_KIND__VMA_FILE_SHARED : VMA_KIND__VMA_FILE_PRIVATE;
+	else if (!v->path || !strcmp(v->path, "[heap]") || !strcmp(v->path, "[stack]") ||
+		 !strncmp(v->path, "[anon:", 6))
+		*ret_kind = VMA_KIND__VMA_ANON_PRIVATE;
+	else
+		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: memory area 0x%llx-0x%llx of kind %s is not supported", pid,
+				 s, e, v->path);
+	return 0;
+}
+
+int mem_check_vmas(struct snap_ctx *ctx, struct dump_task *t)
+{
+	for (size_t i = 0; i < t->vmas.nr; i++) {
+		VmaKind kind;
+		int r = classify(ctx, t->pid, &t->vmas.v[i], &kind);
+
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* madvise() advice to apply again once an area is in place, as a bit mask of MADV_* values. */
+static uint64_t vma_madv(uint32_t vmflags)
+{
+	uint64_t m = 0;
+
+	if (vmflags & VMF_DONTDUMP)
+		m |= 1ull << MADV_DONTDUMP;
+	if (vmflags & VMF_DONTFORK)
+		m |= 1ull << MADV_DONTFORK;
+	if (vmflags & VMF_WIPEONFORK)
+		m |= 1ull << MADV_WIPEONFORK;
+	if (vmflags & VMF_HUGEPAGE)
+		m |= 1ull << MADV_HUGEPAGE;
+	if (vmflags & VMF_NOHUGEPAGE)
+		m |= 1ull << MADV_NOHUGEPAGE;
+	if (vmflags & VMF_SEQREAD)
+		m |= 1ull << MADV_SEQUENTIAL;
+	if (vmflags & VMF_RANDREAD)
+		m |= 1ull << MADV_RANDOM;
+	return m;
+}
+
+static bool kind_has_pages(VmaKind k)
+{
+	return k == VMA_KIND__VMA_ANON_PRIVATE || k == VMA_KIND__VMA_FILE_PRIVATE;
+}
+
+/* The PFN of the shared zero page, to skip pages that were only ever read; 0 if unknown. */
+static uint64_t zero_pfn(void)
+{
+	size_t ps = page_size();
+	volatile uint8_t *p = mmap(NULL, ps, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uint64_t ent = 0;
+	int fd;
+
+	if (p == MAP_FAILED)
+		return 0;
+	(void)p[0];
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		if (pread(fd, &ent, sizeof(ent), (off_t)((uintptr_t)p / ps * 8)) != sizeof(ent))
+			ent = 0;
+		close(fd);
+	}
+	munmap((void *)p, ps);
+	return (ent & PM_PRESENT) ? (ent & PM_PFN_MASK) : 0;
+}
+
+struct run {
+	uint64_t vaddr;
+	uint64_t len;
+};
+
+struct drain {
+	struct snap_ctx *ctx;
+	struct dump_task *t;
+	struct img_pages_writer *pages;
+	struct img_writer *pagemap;
+	int mem_fd; /* /proc/PID/mem for areas we may not read directly */
+	uint8_t *buf;
+	size_t used;
+	struct run *runs;
+	size_t nr_runs, cap_runs;
+	bool readable; /* the runs being collected are in a readable area */
+	bool new_vma;  /* runs never span two areas: restore fills area by area */
+	uint64_t nr_pages;
+};
+
+/* Reads the collected runs into the buffer and appends them to the page file. */
+static int drain_flush(struct drain *d)
+{
+	struct snap_ctx *ctx = d->ctx;
+	uint64_t t0 = stage_begin(), off;
+	size_t done = 0;
+	int r;
+
+	if (!d->nr_runs)
+		return 0;
+	if (d->readable) {
+		struct iovec local = { d->buf, d->used }, remote[IOV_MAX];
+
+		for (size_t i = 0; i < d->nr_runs;) {
+			size_t n = 0, bytes = 0;
+			ssize_t got;
+
+			for (; i < d->nr_runs && n < IOV_MAX; i++, n++) {
+				remote[n].iov_base = (void *)d->runs[i].vaddr;
+				remote[n].iov_len = d->runs[i].len;
+				bytes += d->runs[i].len;
+			}
+			local.iov_base = d->buf + done;
+			local.iov_len = bytes;
+			got = process_vm_readv(d->t->pid, &local, 1, remote, n, 0);
+			if (got != (ssize_t)bytes)
+				return snap_fail(ctx, got < 0 ? -errno : -EIO,
+						 "pid %d: reading memory at 0x%llx: got %zd of %zu bytes", d->t->pid,
+						 (unsigned long long)(uintptr_t)remote[0].iov_base, got, bytes);
+			done += bytes;
+		}
+	} else {
+		for (size_t i = 0; i < d->nr_runs; i++) {
+			ssize_t got = pread(d->mem_fd, d->buf + done, d->runs[i].len, (off_t)d->runs[i].vaddr);
+
+			if (got != (ssize_t)d->runs[i].len)
+				return snap_fail(ctx, got < 0 ? -errno : -EIO,
+						 "pid %d: reading protected memory at 0x%llx failed", d->t->pid,
+						 (unsigned long long)d->runs[i].vaddr);
+			done += d->runs[i].len;
+		}
+	}
+	stage_end(ctx, SNAP_STAGE_DRAIN, t0);
+
+	t0 = stage_begin();
+	r = img_pages_write(ctx, d->pages, d->buf, d->used, &off);
+	if (r)
+		return r;
+	for (size_t i = 0; i < d->nr_runs; i++) {
+		PagemapEntry pe = PAGEMAP_ENTRY__INIT;
+
+		pe.vaddr = d->runs[i].vaddr;
+		pe.nr_pages = (uint32_t)(d->runs[i].len / page_size());
+		pe.offset = off;
+		off += d->runs[i].len;
+		r = img_write_msg(ctx, d->pagemap, &pe.base);
+		if (r)
+			return r;
+	}
+	stage_end(ctx, SNAP_STAGE_WRITE, t0);
+	d->nr_pages += d->used / page_size();
+	ctx->stats.pages_bytes += d->used;
+	d->used = 0;
+	d->nr_runs = 0;
+	return 0;
+}
+
+static int drain_add(struct drain *d, uint64_t vaddr, uint64_t len)
+{
+	while (len) {
+		size_t room = DRAIN_BUF_SIZE - d->used;
+		uint64_t n = len < room ? len : room;
+		struct run *last = d->nr_runs ? &d->runs[d->nr_runs - 1] : NULL;
+
+		if (last && !d->new_vma && last->vaddr + last->len == vaddr && last->len + n <= UINT32_MAX / 2) {
+			last->len += n;
+		} else {
+			if (d->nr_runs == d->cap_runs) {
+				size_t cap = d->cap_runs ? d->cap_runs * 2 : 1024;
+				struct run *nr = realloc(d->runs, cap * sizeof(*nr));
+
+				if (!nr)
+					return snap_fail(d->ctx, -ENOMEM, "out of memory");
+				d->runs = nr;
+				d->cap_runs = cap;
+			}
+			d->runs[d->nr_runs++] = (struct run){ vaddr, n };
+		}
+		d->new_vma = false;
+		d->used += n;
+		vaddr += n;
+		len -= n;
+		if (d->used == DRAIN_BUF_SIZE) {
+			int r = drain_flush(d);
+
+			if (r)
+				return r;
+		}
+	}
+	return 0;
+}
+
+/* Walks one area's pagemap and queues the pages that hold data. */
+static int drain_vma(struct drain *d, int pagemap_fd, const struct proc_vma *v, VmaKind kind, uint64_t zpfn,
+		     uint64_t *pm)
+{
+	size_t ps = page_size();
+	bool readable = v->prot & PROT_READ;
+	uint64_t t0 = stage_begin();
+
+	if (d->nr_runs && d->readable != readable) {
+		int r = drain_flush(d);
+
+		if (r)
+			return r;
+	}
+	d->readable = readable;
+	d->new_vma = true;
+	for (uint64_t addr = v->start; addr < v->end;) {
+		size_t n = (v->end - addr) / ps;
+		ssize_t got;
+
+		if (n > PAGEMAP_BATCH)
+			n = PAGEMAP_BATCH;
+		t0 = stage_begin();
+		got = pread(pagemap_fd, pm, n * 8, (off_t)(addr / ps * 8));
+		stage_end(d->ctx, SNAP_STAGE_DRAIN, t0);
+		if (got != (ssize_t)(n * 8))
+			return snap_fail(d->ctx, got < 0 ? -errno : -EIO, "pid %d: cannot read pagemap at 0x%llx", d->t->pid,
+					 (unsigned long long)addr);
+		for (size_t i = 0; i < n;) {
+			size_t j;
+			int r;
+
+			/* A page holds data if it is ours (anonymous), present or swapped, and not the zero page. */
+#define STORED(e) \
+	(((e) & (PM_PRESENT | PM_SWAP)) && !((e) & PM_FILE) && !(zpfn && ((e) & PM_PRESENT) && ((e) & PM_PFN_MASK) == zpfn))
+			if (!STORED(pm[i])) {
+				i++;
+				continue;
+			}
+			for (j = i + 1; j < n && STORED(pm[j]); j++)
+				;
+#undef STORED
+			r = drain_add(d, addr + i * ps, (j - i) * ps);
+			if (r)
+				return r;
+			i = j;
+		}
+		addr += n * ps;
+	}
+	(void)kind;
+	return 0;
+}
+
+static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
+{
+	struct img_writer *w = NULL;
+	MmEntry mm = MM_ENTRY__INIT;
+	int r;
+
+	mm.start_code = t->stat.start_code;
+	mm.end_code = t->stat.end_code;
+	mm.start_data = t->stat.start_data;
+	mm.end_data = t->stat.end_data;
+	mm.start_brk = t->stat.start_brk;
+	mm.brk = t->misc.brk;
+	mm.start_stack = t->stat.start_stack;
+	mm.arg_start = t->stat.arg_start;
+	mm.arg_end = t->stat.arg_end;
+	mm.env_start = t->stat.env_start;
+	mm.env_end = t->stat.env_end;
+	mm.auxv = t->auxv;
+	mm.n_auxv = t->nr_auxv;
+	mm.exe = t->exe;
+	mm.nr_vmas = (uint32_t)t->vmas.nr;
+
+	r = img_writer_open(ctx, dir, IMG_KIND_MM, t->pid, &w);
+	if (r)
+		return r;
+	r = img_write_msg(ctx, w, &mm.base);
+	for (size_t i = 0; !r && i < t->vmas.nr; i++) {
+		const struct proc_vma *v = &t->vmas.v[i];
+		VmaEntry ve = VMA_ENTRY__INIT;
+		VmaKind kind;
+		struct stat st;
+
+		r = classify(ctx, t->pid, v, &kind);
+		if (r)
+			break;
+		ve.start = v->start;
+		ve.end = v->end;
+		ve.kind = kind;
+		ve.prot = v->prot;
+		ve.flags = (v->vmflags & VMF_GROWSDOWN ? MAP_GROWSDOWN : 0) |
+			   (v->vmflags & VMF_NORESERVE ? MAP_NORESERVE : 0);
+		ve.pgoff = v->pgoff;
+		ve.madv = vma_madv(v->vmflags);
+		ve.path = v->path;
+		if (kind == VMA_KIND__VMA_FILE_PRIVATE || kind == VMA_KIND__VMA_FILE_SHARED) {
+			if (stat(v->path, &st) || st.st_ino != v->ino) {
+				r = snap_fail(ctx, -ESTALE,
+					      "pid %d: file %s mapped at 0x%llx is no longer at that path (replaced or removed)",
+					      t->pid, v->path, (unsigned long long)v->start);
+				break;
+			}
+			ve.has_file_dev = ve.has_file_ino = ve.has_file_size = ve.has_file_mtime_ns = 1;
+			ve.file_dev = st.st_dev;
+			ve.file_ino = st.st_ino;
+			ve.file_size = (uint64_t)st.st_size;
+			ve.file_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+		}
+		r = img_write_msg(ctx, w, &ve.base);
+	}
+	if (!r)
+		return img_writer_close(ctx, w);
+	img_writer_close(ctx, w);
+	return r;
+}
+
+int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
+{
+	struct drain d = { .ctx = ctx, .t = t, .mem_fd = -1 };
+	PagemapHead head = PAGEMAP_HEAD__INIT;
+	uint64_t zpfn = zero_pfn(), *pm = NULL;
+	char path[64];
+	int pagemap_fd, r;
+
+	r = write_mm(ctx, t, dir);
+	if (r)
+		return r;
+
+	snprintf(path, sizeof(path), "/proc/%d/pagemap", t->pid);
+	pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pagemap_fd < 0)
+		return snap_fail(ctx, -errno, "pid %d: cannot open %s: %m", t->pid, path);
+	snprintf(path, sizeof(path), "/proc/%d/mem", t->pid);
+	d.mem_fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (d.mem_fd < 0) {
+		r = snap_fail(ctx, -errno, "pid %d: cannot open %s: %m", t->pid, path);
+		goto out;
+	}
+	d.buf = mmap(NULL, DRAIN_BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pm = malloc(PAGEMAP_BATCH * sizeof(*pm));
+	if (d.buf == MAP_FAILED || !pm) {
+		d.buf = d.buf == MAP_FAILED ? NULL : d.buf;
+		r = snap_fail(ctx, -ENOMEM, "out of memory for the drain buffer");
+		goto out;
+	}
+
+	r = img_pages_open(ctx, dir, t->pid, &d.pages);
+	if (r)
+		goto out;
+	r = img_writer_open(ctx, dir, IMG_KIND_PAGEMAP, t->pid, &d.pagemap);
+	if (r)
+		goto out;
+	head.pages_file = (char *)img_pages_name(d.pages);
+	head.nr_pages = 0; /* the total is checked against the page file's size at restore */
+	r = img_write_msg(ctx, d.pagemap, &head.base);
+
+	for (size_t i = 0; !r && i < t->vmas.nr; i++) {
+		const struct proc_vma *v = &t->vmas.v[i];
+		VmaKind kind;
+
+		r = classify(ctx, t->pid, v, &kind);
+		if (!r && kind_has_pages(kind))
+			r = drain_vma(&d, pagemap_fd, v, kind, zpfn, pm);
+	}
+	if (!r)
+		r = drain_flush(&d);
+	ctx->stats.vmas += t->vmas.nr;
+out:
+	if (d.pagemap) {
+		int cr = img_writer_close(ctx, d.pagemap);
+
+		r = r ? r : cr;
+	}
+	if (d.pages) {
+		int cr = img_pages_close(ctx, d.pages);
+
+		r = r ? r : cr;
+	}
+	free(pm);
+	free(d.runs);
+	if (d.buf)
+		munmap(d.buf, DRAIN_BUF_SIZE);
+	if (d.mem_fd >= 0)
+		close(d.mem_fd);
+	close(pagemap_fd);
+	return r;
+}
+
+/* ---- restore side ---- */
+
+int mem_image_read(struct snap_ctx *ctx, struct img_set *set, int pid, struct mem_image *ret)
+{
+	struct mem_image mi = { 0 };
+	struct img_reader *rd = NULL;
+	ProtobufCMessage *msg;
+	size_t cap = 0;
+	int r, fd;
+
+	r = img_reader_open(ctx, set, IMG_KIND_MM, pid, &rd);
+	if (r)
+		return r;
+	r = img_read_one(ctx, rd, &mm_entry__descriptor, (ProtobufCMessage **)&mi.mm);
+	if (!r && mi.mm->nr_vmas > (1u << 24))
+		r = snap_fail(ctx, -EINVAL, "image %s: implausible area count %u", img_reader_name(rd), mi.mm->nr_vmas);
+	if (!r) {
+		mi.vmas = calloc(mi.mm->nr_vmas ? mi.mm->nr_vmas : 1, sizeof(*mi.vmas));
+		if (!mi.vmas)
+			r = snap_fail(ctx, -ENOMEM, "out of memory");
+	}
+	for (uint32_t i = 0; !r && i < mi.mm->nr_vmas; i++) {
+		r = img_read_one(ctx, rd, &vma_entry__descriptor, (ProtobufCMessage **)&mi.vmas[i]);
+		if (!r)
+			mi.nr_vmas++;
+	}
+	img_reader_close(rd);
+	rd = NULL;
+	if (r)
+		goto fail;
+
+	r = img_reader_open(ctx, set, IMG_KIND_PAGEMAP, pid, &rd);
+	if (!r)
+		r = img_read_one(ctx, rd, &pagemap_head__descriptor, (ProtobufCMessage **)&mi.head);
+	while (!r) {
+		r = img_read_msg(ctx, rd, &pagemap_entry__descriptor, &msg);
+		if (r <= 0)
+			break;
+		r = 0;
+		if (mi.nr_pages == cap) {
+			size_t ncap = cap ? cap * 2 : 256;
+			PagemapEntry **n = realloc(mi.pages, ncap * sizeof(*n));
+
+			if (!n) {
+				protobuf_c_message_free_unpacked(msg, NULL);
+				r = snap_fail(ctx, -ENOMEM, "out of memory");
+				break;
+			}
+			mi.pages = n;
+			cap = ncap;
+		}
+		mi.pages[mi.nr_pages++] = (PagemapEntry *)msg;
+	}
+	if (rd)
+		img_reader_close(rd);
+	if (r)
+		goto fail;
+	fd = img_set_open_pages(ctx, set, mi.head->pages_file, &mi.pages_size);
+	if (fd < 0) {
+		r = fd;
+		goto fail;
+	}
+	close(fd);
+	*ret = mi;
+	return 0;
+fail:
+	mem_image_free(&mi);
+	return r;
+}
+
+void mem_image_free(struct mem_image *mi)
+{
+	for (size_t i = 0; i < mi->nr_vmas; i++)
+		protobuf_c_message_free_unpacked(&mi->vmas[i]->base, NULL);
+	free(mi->vmas);
+	for (size_t i = 0; i < mi->nr_pages; i++)
+		protobuf_c_message_free_unpacked(&mi->pages[i]->base, NULL);
+	free(mi->pages);
+	if (mi->head)
+		protobuf_c_message_free_unpacked(&mi->head->base, NULL);
+	if (mi->mm)
+		protobuf_c_message_free_unpacked(&mi->mm->base, NULL);
+	memset(mi, 0, sizeof(*mi));
+}
+
+bool mem_vma_premapped(const VmaEntry *v)
+{
+	return v->kind == VMA_KIND__VMA_ANON_PRIVATE || v->kind == VMA_KIND__VMA_FILE_PRIVATE ||
+	       v->kind == VMA_KIND__VMA_FILE_SHARED;
+}
+
+uint32_t mem_premap_prot(const VmaEntry *v, bool has_pages)
+{
+	return has_pages ? (v->prot | PROT_READ | PROT_WRITE) : v->prot;
+}
+
+static int check_mapped_file(struct snap_ctx *ctx, const VmaEntry *v)
+{
+	struct stat st;
+	int64_t mtime;
+
+	if (!v->path || v->path[0] != '/')
+		return snap_fail(ctx, -EINVAL, "area 0x%llx: file mapping without a path in the image",
+				 (unsigned long long)v->start);
+	if (stat(v->path, &st))
+		return snap_fail(ctx, -errno, "mapped file %s (at 0x%llx) is missing: %m", v->path,
+				 (unsigned long long)v->start);
+	mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	if (!S_ISREG(st.st_mode) || (v->has_file_size && (uint64_t)st.st_size != v->file_size) ||
+	    (v->has_file_mtime_ns && mtime != v->file_mtime_ns))
+		return snap_fail(ctx, -ESTALE, "mapped file %s (at 0x%llx) changed since the dump (size %llu -> %lld)",
+				 v->path, (unsigned long long)v->start, (unsigned long long)v->file_size,
+				 (long long)st.st_size);
+	return 0;
+}
+
+int mem_image_validate(struct snap_ctx *ctx, const struct mem_image *mi)
+{
+	uint64_t ps = page_size(), prev_end = 0;
+	size_t vi = 0;
+
+	for (size_t i = 0; i < mi->nr_vmas; i++) {
+		const VmaEntry *v = mi->vmas[i];
+
+		if (v->start >= v->end || (v->start | v->end) % ps || v->start < prev_end)
+			return snap_fail(ctx, -EINVAL, "image mm: area %zu (0x%llx-0x%llx) is malformed or overlaps", i,
+					 (unsigned long long)v->start, (unsigned long long)v->end);
+		if (v->prot & ~(uint32_t)(PROT_READ | PROT_WRITE | PROT_EXEC) ||
+		    v->flags & ~(uint32_t)(MAP_GROWSDOWN | MAP_NORESERVE) || v->pgoff % ps)
+			return snap_fail(ctx, -EINVAL, "image mm: area 0x%llx has bad protection, flags or offset",
+					 (unsigned long long)v->start);
+		if (!protobuf_c_enum_descriptor_get_value(&vma_kind__descriptor, v->kind))
+			return snap_fail(ctx, -EINVAL, "image mm: area 0x%llx has unknown kind %d",
+					 (unsigned long long)v->start, v->kind);
+		if (v->kind == VMA_KIND__VMA_FILE_PRIVATE || v->kind == VMA_KIND__VMA_FILE_SHARED) {
+			int r = check_mapped_file(ctx, v);
+
+			if (r)
+				return r;
+		}
+		if (v->kind != VMA_KIND__VMA_VSYSCALL)
+			prev_end = v->end;
+	}
+	for (size_t i = 0; i < mi->nr_pages; i++) {
+		const PagemapEntry *pe = mi->pages[i];
+		uint64_t len = (uint64_t)pe->nr_pages * ps;
+
+		while (vi < mi->nr_vmas && mi->vmas[vi]->end <= pe->vaddr)
+			vi++;
+		if (!pe->nr_pages || pe->vaddr % ps || pe->offset % ps || pe->offset + len > mi->pages_size ||
+		    pe->offset + len < pe->offset || vi == mi->nr_vmas || pe->vaddr < mi->vmas[vi]->start ||
+		    pe->vaddr + len > mi->vmas[vi]->end ||
+		    (mi->vmas[vi]->kind != VMA_KIND__VMA_ANON_PRIVATE &&
+		     mi->vmas[vi]->kind != VMA_KIND__VMA_FILE_PRIVATE) ||
+		    (i && pe->vaddr < mi->pages[i - 1]->vaddr + (uint64_t)mi->pages[i - 1]->nr_pages * ps))
+			return snap_fail(ctx, -EINVAL, "image %s: page run %zu (0x%llx, %u pages) is malformed",
+					 mi->head->pages_file, i, (unsigned long long)pe->vaddr, pe->nr_pages);
+	}
+	return 0;
+}
+
+int mem_premap_one(struct snap_ctx *ctx, const VmaEntry *v, uint64_t addr, uint32_t prot, int fd)
+{
+	uint64_t len = v->end - v->start;
+	int flags = MAP_FIXED | (int)v->flags;
+	void *p;
+
+	if (v->kind == VMA_KIND__VMA_ANON_PRIVATE)
+		p = mmap((void *)addr, len, (int)prot, flags | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	else
+		p = mmap((void *)addr, len, (int)prot,
+			 flags | (v->kind == VMA_KIND__VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE), fd, (off_t)v->pgoff);
+	if (p == MAP_FAILED)
+		return snap_fail(ctx, -errno, "area 0x%llx-0x%llx (%s): cannot premap: %m", (unsigned long long)v->start,
+				 (unsigned long long)v->end, v->path ? v->path : "anonymous");
+	return 0;
+}
+
+int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *premap_of, int pages_fd)
+{
+	uint64_t ps = page_size();
+	struct iovec iov[IOV_MAX];
+	size_t vi = 0;
+
+	for (size_t i = 0; i < mi->nr_pages;) {
+		uint64_t file_off = mi->pages[i]->offset, want = 0;
+		int n = 0;
+
+		/* One preadv per stretch of runs that lie back to back in the page file. */
+		for (; i < mi->nr_pages && n < IOV_MAX && mi->pages[i]->offset == file_off + want; i++, n++) {
+			const PagemapEntry *pe = mi->pages[i];
+
+			while (mi->vmas[vi]->end <= pe->vaddr)
+				vi++;
+			iov[n].iov_base = (void *)(premap_of[vi] + (pe->vaddr - mi->vmas[vi]->start));
+			iov[n].iov_len = (uint64_t)pe->nr_pages * ps;
+			want += iov[n].iov_len;
+		}
+		while (want) {
+			ssize_t got = preadv(pages_fd, iov, n, (off_t)file_off);
+
+			if (got <= 0)
+				return snap_fail(ctx, got < 0 ? -errno : -EIO, "image %s: read at offset %llu failed: %s",
+						 mi->head->pages_file, (unsigned long long)file_off,
+						 got < 0 ? strerror(errno) : "unexpected end of file");
+			ctx->stats.pages_bytes += (uint64_t)got;
+			want -= (uint64_t)got;
+			file_off += (uint64_t)got;
+			/* Short read: drop what was filled and go on with the rest. */
+			for (int k = 0; got > 0 && k < n;) {
+				if ((uint64_t)got >= iov[k].iov_len) {
+					got -= (ssize_t)iov[k].iov_len;
+					iov[k].iov_len = 0;
+					k++;
+				} else {
+					iov[k].iov_base = (uint8_t *)iov[k].iov_base + got;
+					iov[k].iov_len -= (size_t)got;
+					got = 0;
+				}
+			}
+		}
+	}
+	return 0;
+}

@@ -1,1 +1,116 @@
-void restorer_entry(void) { for (;;) ; }
+/*
+ * The restorer: runs in the new process after the engine premapped and
+ * filled its memory. It tears down the engine's address space, moves every
+ * area to its final place, sets the mm fields and per-task state, and
+ * returns into the saved registers through rt_sigreturn.
+ */
+#include <linux/mman.h>
+#include <linux/signal.h>
+
+#include "restorer.h"
+#include "rt.h"
+
+#ifndef MREMAP_FIXED
+#define MREMAP_FIXED 2
+#endif
+#ifndef MREMAP_MAYMOVE
+#define MREMAP_MAYMOVE 1
+#endif
+#define RSEQ_FLAG_UNREGISTER_NONE 0
+
+__attribute__((noreturn)) static void fail(const struct restorer_args *a, const char *what, uint64_t addr,
+					   long err)
+{
+	char msg[256];
+	size_t n = rt_format(msg, sizeof(msg), "restorer: %s at 0x%lx failed: error %ld", what, (unsigned long)addr,
+			     -err);
+
+	sys_write(a->status_fd, msg, n < sizeof(msg) ? n : sizeof(msg) - 1);
+	sys_exit_group(1);
+}
+
+static void move_area(const struct restorer_args *a, uint64_t from, uint64_t len, uint64_t to, const char *what)
+{
+	long r = sys_mremap(from, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, to);
+
+	if (r != (long)to)
+		fail(a, what, to, r < 0 ? r : -14);
+}
+
+long blob_main(struct restorer_args *a)
+{
+	const struct restorer_vma *vmas = (const void *)a->vmas;
+	const struct restorer_range *unmap = (const void *)a->unmap;
+	const struct restorer_special *special = (const void *)a->special;
+	long r;
+
+	/* Park the kernel's areas where nothing of either layout lives. */
+	for (uint32_t i = 0; i < a->nr_special; i++)
+		move_area(a, special[i].cur, special[i].len, special[i].scratch, "parking a vDSO area");
+
+	/* Drop everything of the engine: libc, heap, stack, the snapcr binary. */
+	for (uint32_t i = 0; i < a->nr_unmap; i++) {
+		r = sys_munmap(unmap[i].start, unmap[i].end - unmap[i].start);
+		if (r)
+			fail(a, "unmapping the engine", unmap[i].start, r);
+	}
+
+	for (uint32_t i = 0; i < a->nr_vmas; i++) {
+		const struct restorer_vma *v = &vmas[i];
+		uint64_t len = v->end - v->start;
+
+		move_area(a, v->premap, len, v->start, "moving a memory area");
+		if (v->prot != v->premap_prot) {
+			r = sys_mprotect(v->start, len, v->prot);
+			if (r)
+				fail(a, "mprotect", v->start, r);
+		}
+		for (int adv = 0; adv < 64; adv++) {
+			if (!(v->madv & (1ull << adv)))
+				continue;
+			r = sys_madvise(v->start, len, adv);
+			if (r)
+				fail(a, "madvise", v->start, r);
+		}
+	}
+
+	for (uint32_t i = 0; i < a->nr_special; i++) {
+		if (special[i].target)
+			move_area(a, special[i].scratch, special[i].len, special[i].target, "placing a vDSO area");
+		else if ((r = sys_munmap(special[i].scratch, special[i].len)))
+			fail(a, "dropping a vDSO area", special[i].scratch, r);
+	}
+
+	r = sys_prctl(PR_SET_MM, PR_SET_MM_MAP, (long)&a->mm, sizeof(a->mm), 0);
+	if (r)
+		fail(a, "PR_SET_MM_MAP", a->mm.start_brk, r);
+	sys_close(a->exe_fd);
+
+	for (uint32_t sig = 1; sig <= a->nr_sigactions; sig++) {
+		if (sig == SIGKILL || sig == SIGSTOP)
+			continue;
+		r = sys_rt_sigaction((int)sig, &a->sigactions[sig - 1], 0);
+		if (r)
+			fail(a, "rt_sigaction", sig, r);
+	}
+
+	sys1(__NR_umask, a->umask);
+	sys_prctl(PR_SET_NAME, (long)a->comm, 0, 0, 0);
+	sys1(__NR_set_tid_address, a->clear_child_tid);
+	if (a->robust_list) {
+		r = sys2(__NR_set_robust_list, a->robust_list, a->robust_list_len);
+		if (r)
+			fail(a, "set_robust_list", a->robust_list, r);
+	}
+	if (a->has_rseq) {
+		r = sys4(__NR_rseq, a->rseq_addr, a->rseq_len, RSEQ_FLAG_UNREGISTER_NONE, a->rseq_sig);
+		if (r)
+			fail(a, "rseq registration", a->rseq_addr, r);
+	}
+	r = arch_blob_set_tls(a->tls);
+	if (r)
+		fail(a, "setting TLS", a->tls[0], r);
+
+	sys_close(a->status_fd);
+	arch_blob_trap_and_sigreturn(a->sigreturn_sp);
+}

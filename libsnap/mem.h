@@ -1,0 +1,44 @@
+/* Memory of a process: which areas exist, which pages hold data, and putting them back. */
+#ifndef SNAP_MEM_H
+#define SNAP_MEM_H
+
+#include <stdint.h>
+
+#include "image.h"
+#include "task.h"
+
+/* Dump: refuses areas this version cannot restore, naming pid, address and kind. */
+int mem_check_vmas(struct snap_ctx *ctx, struct dump_task *t);
+/* Dump: writes mm-PID.img, pagemap-PID.img and pages-PID.img. */
+int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir);
+
+/* Restore: the memory part of one process's image. */
+struct mem_image {
+	MmEntry *mm;
+	VmaEntry **vmas;
+	size_t nr_vmas;
+	PagemapHead *head;
+	PagemapEntry **pages;
+	size_t nr_pages;
+	uint64_t pages_size; /* bytes in the page file */
+};
+
+int mem_image_read(struct snap_ctx *ctx, struct img_set *set, int pid, struct mem_image *ret);
+void mem_image_free(struct mem_image *mi);
+/* Everything that can be checked before a process exists: layout, page runs, mapped files. */
+int mem_image_validate(struct snap_ctx *ctx, const struct mem_image *mi);
+
+/* Whether the restorer moves this area from a premapped copy (kernel areas are handled apart). */
+bool mem_vma_premapped(const VmaEntry *v);
+/* Protection to premap with: writable if pages will be filled in. */
+uint32_t mem_premap_prot(const VmaEntry *v, bool has_pages);
+
+/* In the new process: maps @v at @addr (its premap place); @fd is its file or -1. */
+int mem_premap_one(struct snap_ctx *ctx, const VmaEntry *v, uint64_t addr, uint32_t prot, int fd);
+/*
+ * Fills premapped areas from the page file with large preadv() calls.
+ * @premap_of gives, for each vma index, where it is premapped.
+ */
+int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *premap_of, int pages_fd);
+
+#endif
