@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine (as root): installs what is
+# missing, builds, and runs either the demo or every test.
+#   tools/quickstart.sh demo   cold start vs. restore of a slow-starting program
+#   tools/quickstart.sh test   unit + C/R tests, the ASan/UBSan build, fuzzing, aarch64 cross build
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(meson ninja-build pkg-config gcc libc6-dev protobuf-c-compiler libprotobuf-c-dev
+	libelf-dev libxxhash-dev libcriterion-dev clang libclang-rt-14-dev python3)
+
+install_missing() {
+	local missing=()
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		echo "quickstart: installing ${missing[*]}"
+		export DEBIAN_FRONTEND=noninteractive
+		apt-get update -q >/dev/null
+		apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+}
+
+build() { # DIR [meson options...]
+	local dir=$1
+	shift
+	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+	ninja -C "$dir" >/dev/null
+}
+
+# meson test's summary as the plain closing line CI reads: "N passed, M failed".
+summary() { # DIR...
+	python3 - "$@" <<'PY'
+import json, sys
+ok = bad = skip = 0
+for d in sys.argv[1:]:
+    for line in open(d + "/meson-logs/testlog.json"):
+        r = json.loads(line)["result"]
+        if r in ("OK", "EXPECTEDFAIL"): ok += 1
+        elif r == "SKIP": skip += 1
+        else: bad += 1
+print(f"{ok} passed, {bad} failed, {skip} skipped")
+PY
+}
+
+case "${1:-}" in
+demo)
+	install_missing
+	build build
+	exec build/tools/snapdemo
+	;;
+test)
+	install_missing
+	rc=0
+	echo "== native build: unit and checkpoint/restore tests"
+	build build
+	meson test -C build --print-errorlogs || rc=1
+	echo "== ASan+UBSan build: unit and checkpoint/restore tests"
+	build build-asan -Dsanitize=true
+	ASAN_OPTIONS=detect_leaks=1 meson test -C build-asan --print-errorlogs || rc=1
+	echo "== fuzzing the image reader"
+	CC=clang build build-fuzz -Dfuzz=true -Dsanitize=true
+	meson test -C build-fuzz --suite fuzz --print-errorlogs || rc=1
+	echo "== aarch64 cross build"
+	bash .ci/cross-aarch64.sh || rc=1
+	summary build build-asan build-fuzz
+	exit $rc
+	;;
+*)
+	echo "usage: $0 demo|test" >&2
+	exit 2
+	;;
+esac
