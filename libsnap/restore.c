@@ -464,9 +464,6 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 		for (int k = 0; k < NR_SPECIAL; k++)
 			if (self.v[i].path && !strcmp(self.v[i].path, special_labels[k]))
 				special_total += self.v[i].end - self.v[i].start;
-	r = check_specials(ctx, mi, &self);
-	if (r)
-		child_fail(ctx, status_fd);
 
 	L.args_len = align_up(sizeof(struct restorer_args) + 64 * 8 + (mi->nr_vmas + 1) * sizeof(struct restorer_vma) +
 				      (self.nr + 2) * sizeof(struct restorer_range) + mi->mm->n_auxv * 8 +
@@ -688,6 +685,15 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	r = img_set_open(ctx, opts->images_dir, &set);
 	if (!r)
 		r = read_task(ctx, set, &rt);
+	if (!r) {
+		/* The new process is a fork of ours: our kernel areas are the ones it will have. */
+		struct proc_vma_list self = { 0 };
+
+		r = proc_read_vmas(ctx, getpid(), &self);
+		if (!r)
+			r = check_specials(ctx, &rt.mem, &self);
+		proc_vma_list_free(&self);
+	}
 	if (!r)
 		r = pid_in_use(ctx, rt.pstree->pid);
 	stage_end(ctx, SNAP_STAGE_READ, t0);

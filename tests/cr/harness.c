@@ -32,6 +32,9 @@ static char err_buf[8192];
 static char tmpdirs[MAX_TMPDIRS][PATH_MAX];
 static volatile int nr_tmpdirs;
 static char watchdog_what[256];
+static bool keep_tmpdirs;
+static unsigned lib_timeout_s = H_LIB_TIMEOUT_S;
+static uint64_t last_lib_ns;
 
 const char *h_error(void)
 {
@@ -46,6 +49,24 @@ int h_fail(int err, const char *fmt, ...)
 	vsnprintf(err_buf, sizeof(err_buf), fmt, ap);
 	va_end(ap);
 	return err < 0 ? err : -EINVAL;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t h_last_lib_ns(void)
+{
+	return last_lib_ns;
+}
+
+void h_set_lib_timeout(unsigned seconds)
+{
+	lib_timeout_s = seconds;
 }
 
 static uint64_t now_ms(void)
@@ -97,20 +118,6 @@ static bool append(char *buf, size_t cap, size_t *len, const char *s)
 	*len += n;
 	buf[*len] = '\0';
 	return true;
-}
-
-static void utoa(unsigned long v, char out[24])
-{
-	char tmp[24];
-	int n = 0, i = 0;
-
-	do {
-		tmp[n++] = (char)('0' + v % 10);
-		v /= 10;
-	} while (v);
-	while (n)
-		out[i++] = tmp[--n];
-	out[i] = '\0';
 }
 
 struct linux_dirent64 {
@@ -282,11 +289,8 @@ static void rm_tree(const char *path)
 
 static void remove_tmpdirs(void)
 {
-	/* SNAP_TEST_KEEP=1 keeps images and workload output for a post-mortem. */
-	const char *keep = getenv("SNAP_TEST_KEEP");
-
 	for (int i = nr_tmpdirs - 1; i >= 0; i--) {
-		if (keep && keep[0] == '1') {
+		if (keep_tmpdirs) {
 			put_err("harness: keeping ");
 			put_err(tmpdirs[i]);
 			put_err("\n");
@@ -324,10 +328,13 @@ static void watchdog_disarm(void)
 
 void h_setup(void)
 {
+	/* SNAP_TEST_KEEP=1 keeps images and workload output for a post-mortem. */
+	const char *keep = getenv("SNAP_TEST_KEEP");
 	struct sigaction sa;
 
 	err_buf[0] = '\0';
 	nr_tmpdirs = 0;
+	keep_tmpdirs = keep && keep[0] == '1';
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
 		fprintf(stderr, "harness: PR_SET_CHILD_SUBREAPER failed: %m\n");
 	memset(&sa, 0, sizeof(sa));
@@ -458,7 +465,7 @@ char *h_read_file(const char *path, size_t *ret_len)
 
 char *h_read_ctl(const struct h_wl *w, const char *file, size_t *ret_len)
 {
-	char path[PATH_MAX];
+	char path[2 * PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/%s", w->ctldir, file);
 	return h_read_file(path, ret_len);
@@ -582,7 +589,7 @@ int h_run_cmd(const char *const *argv, const char *out, const char *err, int tim
 static int wait_ready(struct h_wl *w)
 {
 	uint64_t deadline = now_ms() + (uint64_t)w->ready_timeout_ms;
-	char ready[PATH_MAX], desc[128], tail[2048];
+	char ready[PATH_MAX + 16], desc[128], tail[2048];
 	int status;
 	pid_t r;
 
@@ -640,7 +647,7 @@ int h_start(struct h_wl *w, const char *name, const char *const *args)
 
 int h_go(struct h_wl *w)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX + 16];
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/go", w->ctldir);
@@ -726,8 +733,10 @@ int h_dump(struct h_wl *w, const char *imgdir, unsigned flags, snap_ctx *ctx)
 			return r;
 		ctx = own;
 	}
-	watchdog_arm("snap_dump", H_LIB_TIMEOUT_S);
+	watchdog_arm("snap_dump", lib_timeout_s);
+	last_lib_ns = now_ns();
 	r = snap_dump(ctx, &opts);
+	last_lib_ns = now_ns() - last_lib_ns;
 	watchdog_disarm();
 	if (r < 0) {
 		h_fail(r, "snap_dump of %s (pid %d) into %s failed: %d (%s): %s", w->name, (int)w->pid, imgdir, r,
@@ -771,8 +780,10 @@ int h_restore(struct h_wl *w, const char *imgdir, snap_ctx *ctx)
 			return r;
 		ctx = own;
 	}
-	watchdog_arm("snap_restore", H_LIB_TIMEOUT_S);
+	watchdog_arm("snap_restore", lib_timeout_s);
+	last_lib_ns = now_ns();
 	r = snap_restore(ctx, &opts, &pid);
+	last_lib_ns = now_ns() - last_lib_ns;
 	watchdog_disarm();
 	if (r < 0) {
 		h_fail(r, "snap_restore of %s from %s failed: %d (%s): %s", w->name, imgdir, r, strerror(-r),

@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "snap/snap.h"
@@ -17,7 +18,10 @@
 
 #define H_READY_TIMEOUT_MS (10 * 1000)
 #define H_EXIT_TIMEOUT_MS (60 * 1000)
-/* snap_dump/snap_restore cannot be interrupted; past this the watchdog ends the test. */
+/*
+ * snap_dump/snap_restore cannot be interrupted; past this the watchdog kills
+ * every child and ends the process (h_set_lib_timeout() changes it).
+ */
 #define H_LIB_TIMEOUT_S 60
 
 /* A workload under test. */
@@ -86,6 +90,10 @@ int h_ctx_new(snap_ctx **ret_ctx);
 int h_dump(struct h_wl *w, const char *imgdir, unsigned flags, snap_ctx *ctx);
 /* snap_restore from @imgdir; the restored root must have w->orig_pid. */
 int h_restore(struct h_wl *w, const char *imgdir, snap_ctx *ctx);
+
+/* Wall time of the last snap_dump or snap_restore call made by h_dump/h_restore. */
+uint64_t h_last_lib_ns(void);
+void h_set_lib_timeout(unsigned seconds);
 
 /* Whole cycles: start, [dump, restore,] go, exit status 0. */
 int h_run_nocr(const char *name, const char *const *args, int wake_signal);

@@ -72,9 +72,10 @@ static void add_mmap(size_t len)
 void heapdata_setup(const struct heapdata_opts *opts)
 {
 	/* Sizes around the allocator's bins, page size and mmap threshold. */
-	static const size_t sizes[] = { 1,    7,     8,	    15,	    16,	    31,	    64,	     100,
-					255,  1000,  4095,  4096,  4097,  10000, 65536, 131071,
-					131072, 200000, 1 << 20, 3 << 20 };
+	static const size_t sizes[] = {
+		1, 7, 8, 15, 16, 31, 64, 100, 255, 1000, 4095, 4096, 4097, 10000, 65536, 131071, 131072, 200000,
+		1 << 20, 3 << 20,
+	};
 	size_t ps = wl_page_size();
 	unsigned i;
 

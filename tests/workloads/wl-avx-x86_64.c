@@ -112,11 +112,17 @@ static void report_mismatch(const struct avx_ctl *ctl)
 	const char *prefix = ctl->mode == AVX_MODE_AVX512 ? "zmm" : ctl->mode == AVX_MODE_AVX ? "ymm" : "xmm";
 
 	for (unsigned i = 0; i < 32; i++)
-		if (memcmp(e->vec[i], s->vec[i], 64) != 0)
-			wl_fail("%s%u differs from the expected value (first bytes %02x%02x%02x%02x, expected "
-				"%02x%02x%02x%02x)",
-				prefix, i, s->vec[i][0], s->vec[i][1], s->vec[i][2], s->vec[i][3], e->vec[i][0],
-				e->vec[i][1], e->vec[i][2], e->vec[i][3]);
+		for (unsigned q = 0; q < 8; q++) {
+			uint64_t got, want;
+
+			memcpy(&got, &s->vec[i][q * 8], 8);
+			memcpy(&want, &e->vec[i][q * 8], 8);
+			if (got != want) {
+				wl_fail("%s%u: qword %u is %#llx, expected %#llx", prefix, i, q,
+					(unsigned long long)got, (unsigned long long)want);
+				break;
+			}
+		}
 	for (unsigned i = 0; i < 8; i++)
 		wl_expect(e->k[i] == s->k[i], "k%u is %#llx, expected %#llx", i, (unsigned long long)s->k[i],
 			  (unsigned long long)e->k[i]);

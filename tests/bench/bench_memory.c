@@ -1,0 +1,245 @@
+/* Benchmark: per-stage dump and restore times of a process holding 1 MiB to 1 GiB of random anonymous memory. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+/*
+ * Usage: bench_memory [--reps N] [--json FILE] [MIB...]
+ * For each size (default 1 256 1024 MiB), N times (default 5): start
+ * wl-bench-mem, dump it (killed), restore it through the library, let it
+ * verify its memory, and record snap_get_stats() of both operations. Prints
+ * the medians as a table and, with --json, writes them to FILE.
+ */
+
+#define MAX_SIZES 16
+#define MAX_REPS 101
+
+static const enum snap_stage dump_stages[] = { SNAP_STAGE_FREEZE, SNAP_STAGE_COLLECT, SNAP_STAGE_INFECT,
+					       SNAP_STAGE_DRAIN,  SNAP_STAGE_WRITE,   SNAP_STAGE_CURE };
+static const enum snap_stage restore_stages[] = { SNAP_STAGE_READ, SNAP_STAGE_FORK, SNAP_STAGE_PREMAP, SNAP_STAGE_FILL,
+						  SNAP_STAGE_RESTORER };
+#define NR_DUMP (sizeof(dump_stages) / sizeof(dump_stages[0]))
+#define NR_RESTORE (sizeof(restore_stages) / sizeof(restore_stages[0]))
+
+struct run {
+	struct snap_stats dump, restore;
+	uint64_t dump_ns, restore_ns; /* wall time of the library calls */
+};
+
+struct result {
+	unsigned long mib;
+	double dump_ms[NR_DUMP], restore_ms[NR_RESTORE];
+	double dump_total_ms, restore_total_ms;
+	double pages_mib, drain_gibs, fill_gibs;
+};
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static double gib_per_s(uint64_t bytes, uint64_t ns)
+{
+	return ns ? (double)bytes / (1024.0 * 1024 * 1024) / ((double)ns / 1e9) : 0;
+}
+
+static int one_run(unsigned long mib, struct run *out)
+{
+	char size[32], imgdir[PATH_MAX];
+	const char *const args[] = { size, NULL };
+	/* Filling and verifying 1 GiB takes seconds, more on a slow machine. */
+	struct h_wl w = { .ready_timeout_ms = 300 * 1000, .exit_timeout_ms = 300 * 1000 };
+	snap_ctx *ctx = NULL;
+	int r;
+
+	snprintf(size, sizeof(size), "%lu", mib);
+	r = h_start(&w, "wl-bench-mem", args);
+	if (r == 0)
+		r = h_tmpdir(imgdir, "bench-img");
+	if (r == 0)
+		r = h_ctx_new(&ctx);
+	if (r == 0)
+		r = h_dump(&w, imgdir, 0, ctx);
+	if (r == 0) {
+		out->dump_ns = h_last_lib_ns();
+		out->dump.size = sizeof(out->dump);
+		r = snap_get_stats(ctx, &out->dump);
+		if (r < 0)
+			h_fail(r, "snap_get_stats after dump: %s", strerror(-r));
+	}
+	snap_ctx_free(ctx);
+	ctx = NULL;
+	if (r == 0)
+		r = h_ctx_new(&ctx);
+	if (r == 0)
+		r = h_restore(&w, imgdir, ctx);
+	if (r == 0) {
+		out->restore_ns = h_last_lib_ns();
+		out->restore.size = sizeof(out->restore);
+		r = snap_get_stats(ctx, &out->restore);
+		if (r < 0)
+			h_fail(r, "snap_get_stats after restore: %s", strerror(-r));
+	}
+	snap_ctx_free(ctx);
+	/* The restored process must still hold exactly what was dumped. */
+	if (r == 0)
+		r = h_finish(&w);
+	return r;
+}
+
+static void summarize(unsigned long mib, const struct run *runs, int n, struct result *res)
+{
+	double v[MAX_REPS];
+
+	res->mib = mib;
+	for (size_t s = 0; s < NR_DUMP; s++) {
+		for (int i = 0; i < n; i++)
+			v[i] = runs[i].dump.stage_ns[dump_stages[s]] / 1e6;
+		res->dump_ms[s] = median(v, n);
+	}
+	for (size_t s = 0; s < NR_RESTORE; s++) {
+		for (int i = 0; i < n; i++)
+			v[i] = runs[i].restore.stage_ns[restore_stages[s]] / 1e6;
+		res->restore_ms[s] = median(v, n);
+	}
+	for (int i = 0; i < n; i++)
+		v[i] = runs[i].dump_ns / 1e6;
+	res->dump_total_ms = median(v, n);
+	for (int i = 0; i < n; i++)
+		v[i] = runs[i].restore_ns / 1e6;
+	res->restore_total_ms = median(v, n);
+	for (int i = 0; i < n; i++)
+		v[i] = runs[i].dump.pages_bytes / (1024.0 * 1024);
+	res->pages_mib = median(v, n);
+	/* Rates per run, then the median: a slow outlier moves neither. */
+	for (int i = 0; i < n; i++)
+		v[i] = gib_per_s(runs[i].dump.pages_bytes, runs[i].dump.stage_ns[SNAP_STAGE_DRAIN]);
+	res->drain_gibs = median(v, n);
+	for (int i = 0; i < n; i++)
+		v[i] = gib_per_s(runs[i].restore.pages_bytes, runs[i].restore.stage_ns[SNAP_STAGE_FILL]);
+	res->fill_gibs = median(v, n);
+}
+
+static void print_table(const struct result *res, int nr, int reps)
+{
+	printf("\nmedian of %d runs, milliseconds (rates in GiB/s of page data)\n", reps);
+	printf("%8s |", "MiB");
+	for (size_t s = 0; s < NR_DUMP; s++)
+		printf(" %8s", snap_stage_name(dump_stages[s]));
+	printf(" %9s |", "dump");
+	for (size_t s = 0; s < NR_RESTORE; s++)
+		printf(" %8s", snap_stage_name(restore_stages[s]));
+	printf(" %9s | %7s %7s\n", "restore", "drain/s", "fill/s");
+	for (int i = 0; i < nr; i++) {
+		const struct result *r = &res[i];
+
+		printf("%8lu |", r->mib);
+		for (size_t s = 0; s < NR_DUMP; s++)
+			printf(" %8.2f", r->dump_ms[s]);
+		printf(" %9.2f |", r->dump_total_ms);
+		for (size_t s = 0; s < NR_RESTORE; s++)
+			printf(" %8.2f", r->restore_ms[s]);
+		printf(" %9.2f | %7.2f %7.2f\n", r->restore_total_ms, r->drain_gibs, r->fill_gibs);
+	}
+	fflush(stdout);
+}
+
+static int write_json(const char *path, const struct result *res, int nr, int reps)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f)
+		return -errno;
+	fprintf(f, "{\n  \"benchmark\": \"memory\",\n  \"reps\": %d,\n  \"statistic\": \"median\",\n", reps);
+	fprintf(f, "  \"results\": [");
+	for (int i = 0; i < nr; i++) {
+		const struct result *r = &res[i];
+
+		fprintf(f, "%s\n    {\n      \"size_mib\": %lu,\n", i ? "," : "", r->mib);
+		fprintf(f, "      \"pages_mib\": %.3f,\n      \"dump_ms\": {", r->pages_mib);
+		for (size_t s = 0; s < NR_DUMP; s++)
+			fprintf(f, "\"%s\": %.3f, ", snap_stage_name(dump_stages[s]), r->dump_ms[s]);
+		fprintf(f, "\"total\": %.3f},\n      \"restore_ms\": {", r->dump_total_ms);
+		for (size_t s = 0; s < NR_RESTORE; s++)
+			fprintf(f, "\"%s\": %.3f, ", snap_stage_name(restore_stages[s]), r->restore_ms[s]);
+		fprintf(f, "\"total\": %.3f},\n      \"drain_gib_per_s\": %.3f,\n      \"fill_gib_per_s\": %.3f\n    }",
+			r->restore_total_ms, r->drain_gibs, r->fill_gibs);
+	}
+	fprintf(f, "\n  ]\n}\n");
+	return fclose(f) == 0 ? 0 : -errno;
+}
+
+static void usage(const char *argv0)
+{
+	fprintf(stderr, "usage: %s [--reps N] [--json FILE] [MIB...]\n", argv0);
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static struct run runs[MAX_REPS];
+	static struct result res[MAX_SIZES];
+	unsigned long sizes[MAX_SIZES] = { 1, 256, 1024 };
+	int nr_sizes = 0, reps = 5, r = 0;
+	const char *json = NULL;
+	char *end;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+			reps = (int)strtol(argv[++i], &end, 10);
+			if (*end || reps < 1 || reps > MAX_REPS)
+				usage(argv[0]);
+		} else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
+			json = argv[++i];
+		} else if (argv[i][0] != '-' && nr_sizes < MAX_SIZES) {
+			sizes[nr_sizes++] = strtoul(argv[i], &end, 10);
+			if (*end || !sizes[nr_sizes - 1])
+				usage(argv[0]);
+		} else {
+			usage(argv[0]);
+		}
+	}
+	if (!nr_sizes)
+		nr_sizes = 3;
+
+	h_set_lib_timeout(600);
+	for (int s = 0; s < nr_sizes && r == 0; s++) {
+		for (int i = 0; i < reps && r == 0; i++) {
+			/* One rep at a time owns the machine; its images go right after. */
+			h_setup();
+			r = one_run(sizes[s], &runs[i]);
+			h_cleanup();
+			if (r < 0)
+				fprintf(stderr, "%lu MiB, run %d: %s\n", sizes[s], i + 1, h_error());
+			else
+				fprintf(stderr, "%lu MiB, run %d: dump %.1f ms, restore %.1f ms\n", sizes[s], i + 1,
+					runs[i].dump_ns / 1e6, runs[i].restore_ns / 1e6);
+		}
+		if (r == 0)
+			summarize(sizes[s], runs, reps, &res[s]);
+	}
+	if (r < 0)
+		return 1;
+	print_table(res, nr_sizes, reps);
+	if (json) {
+		r = write_json(json, res, nr_sizes, reps);
+		if (r < 0) {
+			fprintf(stderr, "cannot write %s: %s\n", json, strerror(-r));
+			return 1;
+		}
+	}
+	return 0;
+}
