@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -621,34 +622,47 @@ int mem_premap_one(struct snap_ctx *ctx, const VmaEntry *v, uint64_t addr, uint3
 	return 0;
 }
 
-int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *premap_of, int pages_fd)
+struct fill_job {
+	const struct mem_image *mi;
+	const uint64_t *premap_of;
+	int pages_fd;
+	size_t first, last; /* page runs [first, last) */
+	uint64_t bytes;	    /* filled */
+	int err;	    /* -errno of a failed read, -EIO for a short file */
+	uint64_t err_off;
+};
+
+/* Fills runs [first, last) with one preadv per stretch that is contiguous in the page file. */
+static void *fill_range(void *arg)
 {
+	struct fill_job *j = arg;
+	const struct mem_image *mi = j->mi;
 	uint64_t ps = page_size();
 	struct iovec iov[IOV_MAX];
 	size_t vi = 0;
 
-	for (size_t i = 0; i < mi->nr_pages;) {
+	for (size_t i = j->first; i < j->last;) {
 		uint64_t file_off = mi->pages[i]->offset, want = 0;
 		int n = 0;
 
-		/* One preadv per stretch of runs that lie back to back in the page file. */
-		for (; i < mi->nr_pages && n < IOV_MAX && mi->pages[i]->offset == file_off + want; i++, n++) {
+		for (; i < j->last && n < IOV_MAX && mi->pages[i]->offset == file_off + want; i++, n++) {
 			const PagemapEntry *pe = mi->pages[i];
 
 			while (mi->vmas[vi]->end <= pe->vaddr)
 				vi++;
-			iov[n].iov_base = (void *)(premap_of[vi] + (pe->vaddr - mi->vmas[vi]->start));
+			iov[n].iov_base = (void *)(j->premap_of[vi] + (pe->vaddr - mi->vmas[vi]->start));
 			iov[n].iov_len = (uint64_t)pe->nr_pages * ps;
 			want += iov[n].iov_len;
 		}
 		while (want) {
-			ssize_t got = preadv(pages_fd, iov, n, (off_t)file_off);
+			ssize_t got = preadv(j->pages_fd, iov, n, (off_t)file_off);
 
-			if (got <= 0)
-				return snap_fail(ctx, got < 0 ? -errno : -EIO, "image %s: read at offset %llu failed: %s",
-						 mi->head->pages_file, (unsigned long long)file_off,
-						 got < 0 ? strerror(errno) : "unexpected end of file");
-			ctx->stats.pages_bytes += (uint64_t)got;
+			if (got <= 0) {
+				j->err = got < 0 ? -errno : -EIO;
+				j->err_off = file_off;
+				return NULL;
+			}
+			j->bytes += (uint64_t)got;
 			want -= (uint64_t)got;
 			file_off += (uint64_t)got;
 			/* Short read: drop what was filled and go on with the rest. */
@@ -665,5 +679,54 @@ int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *p
 			}
 		}
 	}
-	return 0;
+	return NULL;
+}
+
+/*
+ * First touch of fresh memory is what fill time is made of, and page
+ * faults in different threads proceed in parallel: large fills are split
+ * between up to FILL_THREADS threads by bytes.
+ */
+#define FILL_THREADS 4
+#define FILL_PARALLEL_MIN (64ull << 20)
+
+int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *premap_of, int pages_fd)
+{
+	struct fill_job jobs[FILL_THREADS];
+	pthread_t threads[FILL_THREADS];
+	uint64_t total = 0, share, acc = 0;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	size_t nr = 1, started = 0;
+	int r = 0;
+
+	for (size_t i = 0; i < mi->nr_pages; i++)
+		total += (uint64_t)mi->pages[i]->nr_pages * page_size();
+	if (total >= FILL_PARALLEL_MIN && cpus > 1)
+		nr = cpus < FILL_THREADS ? (size_t)cpus : FILL_THREADS;
+	share = total / nr + 1;
+	for (size_t k = 0, i = 0; k < nr; k++) {
+		jobs[k] = (struct fill_job){ .mi = mi, .premap_of = premap_of, .pages_fd = pages_fd, .first = i };
+		while (i < mi->nr_pages && (k == nr - 1 || acc < share * (k + 1)))
+			acc += (uint64_t)mi->pages[i++]->nr_pages * page_size();
+		jobs[k].last = i;
+	}
+	for (size_t k = 1; k < nr; k++) {
+		if (pthread_create(&threads[k], NULL, fill_range, &jobs[k]))
+			break;
+		started = k;
+	}
+	/* Whatever could not get a thread of its own is filled here. */
+	for (size_t k = started + 1; k < nr; k++)
+		fill_range(&jobs[k]);
+	fill_range(&jobs[0]);
+	for (size_t k = 1; k <= started; k++)
+		pthread_join(threads[k], NULL);
+	for (size_t k = 0; k < nr; k++) {
+		ctx->stats.pages_bytes += jobs[k].bytes;
+		if (jobs[k].err && !r)
+			r = snap_fail(ctx, jobs[k].err, "image %s: read at offset %llu failed: %s", mi->head->pages_file,
+				      (unsigned long long)jobs[k].err_off,
+				      jobs[k].err == -EIO ? "unexpected end of file" : strerror(-jobs[k].err));
+	}
+	return r;
 }
