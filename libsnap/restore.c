@@ -429,9 +429,18 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct chil
 	return 0;
 }
 
-__attribute__((noreturn)) static void child_fail(struct snap_ctx *ctx, int status_fd)
+/* Reports the context's error to the engine, errno first, and ends the half-made process. */
+__attribute__((noreturn)) static void child_fail(struct snap_ctx *ctx, int status_fd, int err)
 {
-	send_status(status_fd, STATUS_ERROR, snap_error(ctx), strlen(snap_error(ctx)));
+	char msg[STATUS_MSG_MAX];
+	int32_t e = err < 0 ? err : -EIO;
+	size_t len = strlen(snap_error(ctx));
+
+	if (len > sizeof(msg) - sizeof(e))
+		len = sizeof(msg) - sizeof(e);
+	memcpy(msg, &e, sizeof(e));
+	memcpy(msg + sizeof(e), snap_error(ctx), len);
+	send_status(status_fd, STATUS_ERROR, msg, sizeof(e) + len);
 	_exit(1);
 }
 
@@ -456,7 +465,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	t0 = stage_begin();
 	r = proc_read_vmas(ctx, getpid(), &self);
 	if (r)
-		child_fail(ctx, status_fd);
+		child_fail(ctx, status_fd, r);
 	for (size_t i = 0; i < mi->nr_vmas; i++)
 		if (mem_vma_premapped(mi->vmas[i]))
 			premap_total += mi->vmas[i]->end - mi->vmas[i]->start;
@@ -472,13 +481,13 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	L.region_len = blob_len + L.args_len + RESTORER_STACK_SIZE + align_up(special_total, ps) + premap_total;
 	r = find_hole(ctx, &self, mi, L.region_len, &L.region);
 	if (r)
-		child_fail(ctx, status_fd);
+		child_fail(ctx, status_fd, r);
 	/* Reserve it all at once so nothing of ours lands there meanwhile. */
 	if (mmap((void *)L.region, L.region_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
 		 -1, 0) != (void *)L.region) {
-		snap_fail(ctx, -errno, "cannot reserve 0x%llx bytes at 0x%llx: %m", (unsigned long long)L.region_len,
+		r = snap_fail(ctx, -errno, "cannot reserve 0x%llx bytes at 0x%llx: %m", (unsigned long long)L.region_len,
 			  (unsigned long long)L.region);
-		child_fail(ctx, status_fd);
+		child_fail(ctx, status_fd, r);
 	}
 	L.blob = L.region;
 	L.args = L.blob + blob_len;
@@ -486,16 +495,16 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	L.scratch = L.stack_top;
 	if (mmap((void *)L.blob, blob_len + L.args_len + RESTORER_STACK_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
-		snap_fail(ctx, -errno, "cannot map the restorer: %m");
-		child_fail(ctx, status_fd);
+		r = snap_fail(ctx, -errno, "cannot map the restorer: %m");
+		child_fail(ctx, status_fd, r);
 	}
 	blob_relocate(&restorer_blob, (void *)L.blob, L.blob);
 
 	L.premap_of = calloc(mi->nr_vmas ? mi->nr_vmas : 1, sizeof(*L.premap_of));
 	L.premap_prot_of = calloc(mi->nr_vmas ? mi->nr_vmas : 1, sizeof(*L.premap_prot_of));
 	if (!L.premap_of || !L.premap_prot_of) {
-		snap_fail(ctx, -ENOMEM, "out of memory");
-		child_fail(ctx, status_fd);
+		r = snap_fail(ctx, -ENOMEM, "out of memory");
+		child_fail(ctx, status_fd, r);
 	}
 	{
 		uint64_t at = L.scratch + align_up(special_total, ps);
@@ -517,8 +526,8 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 
 				fd = open(v->path, mode | O_CLOEXEC);
 				if (fd < 0) {
-					snap_fail(ctx, -errno, "cannot open mapped file %s: %m", v->path);
-					child_fail(ctx, status_fd);
+					r = snap_fail(ctx, -errno, "cannot open mapped file %s: %m", v->path);
+					child_fail(ctx, status_fd, r);
 				}
 			}
 			L.premap_prot_of[i] = mem_premap_prot(v, has_pages);
@@ -526,7 +535,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 			if (fd >= 0)
 				close(fd);
 			if (r)
-				child_fail(ctx, status_fd);
+				child_fail(ctx, status_fd, r);
 			L.premap_of[i] = at;
 			at += v->end - v->start;
 		}
@@ -536,11 +545,11 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	t0 = stage_begin();
 	pages_fd = img_set_open_pages(ctx, set, mi->head->pages_file, &cs.pages_bytes);
 	if (pages_fd < 0)
-		child_fail(ctx, status_fd);
+		child_fail(ctx, status_fd, pages_fd);
 	ctx->stats.pages_bytes = 0;
 	r = mem_fill(ctx, mi, L.premap_of, pages_fd);
 	if (r)
-		child_fail(ctx, status_fd);
+		child_fail(ctx, status_fd, r);
 	close(pages_fd);
 	cs.fill_ns = snap_now_ns() - t0;
 	cs.pages_bytes = ctx->stats.pages_bytes;
@@ -551,8 +560,8 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	/* Our own fds move above the image's, then the image's fds are opened. */
 	exe_fd = open(mi->mm->exe, O_RDONLY | O_CLOEXEC);
 	if (exe_fd < 0) {
-		snap_fail(ctx, -errno, "cannot open executable %s: %m", mi->mm->exe);
-		child_fail(ctx, status_fd);
+		r = snap_fail(ctx, -errno, "cannot open executable %s: %m", mi->mm->exe);
+		child_fail(ctx, status_fd, r);
 	}
 	high = files_max_fd(&rt->files) + 1;
 	if (high < 3)
@@ -560,8 +569,8 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	keep[0] = fcntl(status_fd, F_DUPFD_CLOEXEC, high);
 	keep[1] = fcntl(exe_fd, F_DUPFD_CLOEXEC, high);
 	if (keep[0] < 0 || keep[1] < 0) {
-		snap_fail(ctx, -errno, "cannot move our descriptors out of the way: %m");
-		child_fail(ctx, status_fd);
+		r = snap_fail(ctx, -errno, "cannot move our descriptors out of the way: %m");
+		child_fail(ctx, status_fd, r);
 	}
 	close(exe_fd);
 	close(status_fd);
@@ -571,7 +580,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	if (!r && chdir(rt->files.fs->cwd))
 		r = snap_fail(ctx, -errno, "cannot enter working directory %s: %m", rt->files.fs->cwd);
 	if (r)
-		child_fail(ctx, status_fd);
+		child_fail(ctx, status_fd, r);
 
 	/* The layout as it is now, with every mapping of ours the steps above made. */
 	proc_vma_list_free(&self);
@@ -579,11 +588,11 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	if (!r)
 		r = build_args(ctx, rt, &L, status_fd, exe_fd, &self);
 	if (r)
-		child_fail(ctx, status_fd);
+		child_fail(ctx, status_fd, r);
 	r = rseq_unregister_self();
 	if (r) {
-		snap_fail(ctx, r, "cannot unregister the engine's rseq area: %s", strerror(-r));
-		child_fail(ctx, status_fd);
+		r = snap_fail(ctx, r, "cannot unregister the engine's rseq area: %s", strerror(-r));
+		child_fail(ctx, status_fd, r);
 	}
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
@@ -611,7 +620,15 @@ static int read_status(struct snap_ctx *ctx, int fd, pid_t pid, struct child_sta
 			continue;
 		}
 		buf[n] = '\0';
-		r = snap_fail(ctx, -EIO, "pid %d: %s", pid, buf[0] == STATUS_ERROR ? buf + 1 : buf);
+		if (buf[0] == STATUS_ERROR && (size_t)n > 1 + sizeof(int32_t)) {
+			int32_t e;
+
+			memcpy(&e, buf + 1, sizeof(e));
+			r = snap_fail(ctx, e < 0 ? e : -EIO, "pid %d: %s", pid, buf + 1 + sizeof(e));
+		} else {
+			/* The restorer blob writes plain text. */
+			r = snap_fail(ctx, -EIO, "pid %d: %s", pid, buf);
+		}
 	}
 }
 
