@@ -1114,7 +1114,8 @@ int img_set_open(struct snap_ctx *ctx, const char *path, struct img_set **ret)
 	}
 	for (size_t i = 1; i < inv->n_files; i++) {
 		if (!strcmp(set->by_name[i - 1]->name, set->by_name[i]->name)) {
-			err = snap_fail(ctx, -EBADMSG, "image %s: lists %s twice", IMG_INVENTORY, set->by_name[i]->name);
+			err = snap_fail(ctx, -EBADMSG, "image %s: lists %s twice", IMG_INVENTORY,
+					set->by_name[i]->name);
 			goto fail;
 		}
 	}

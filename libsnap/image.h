@@ -108,7 +108,7 @@ int img_reader_open(struct snap_ctx *ctx, struct img_set *set, enum img_kind kin
  */
 int img_read_msg(struct snap_ctx *ctx, struct img_reader *r, const ProtobufCMessageDescriptor *desc,
 		 ProtobufCMessage **ret_msg);
-/* Like img_read_msg but a missing record is an error naming the file. */
+/* Like img_read_msg but a missing record is an error naming the file; returns 0 on success. */
 int img_read_one(struct snap_ctx *ctx, struct img_reader *r, const ProtobufCMessageDescriptor *desc,
 		 ProtobufCMessage **ret_msg);
 void img_reader_close(struct img_reader *r);
@@ -152,9 +152,10 @@ const char *img_host_arch(void);
 int img_inventory_load(struct snap_ctx *ctx, int dirfd, InventoryEntry **ret);
 
 /*
- * Opens framed file @name of @dirfd outside any set, its kind taken from its
- * header. Checks header, trailer digest and record framing, and if @expect is
- * not NULL, that size and whole-file digest are those listed there.
+ * Opens framed file @name of @dirfd outside any set. Its header must say the
+ * kind its name says, or any kind for a name img_name() does not spell.
+ * Checks header, trailer digest and record framing, and if @expect is not
+ * NULL, that size and whole-file digest are those listed there.
  */
 int img_reader_open_file(struct snap_ctx *ctx, int dirfd, const char *name, const FileDigest *expect,
 			 struct img_reader **ret);

@@ -360,7 +360,8 @@ static int show_records(struct json_out *o, struct img_reader *r)
 		return err;
 	/* Each kind with a leading record has it; a reader for restore would stop here too. */
 	if (info->first && n == 0)
-		return snap_fail(o->ctx, -EBADMSG, "image %s: missing %s record", img_reader_name(r), info->first->name);
+		return snap_fail(o->ctx, -EBADMSG, "image %s: missing %s record", img_reader_name(r),
+				 info->first->name);
 	out_str(o, n ? "\n]}" : "]}");
 	return o->err;
 }

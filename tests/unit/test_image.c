@@ -107,7 +107,8 @@ static void write_sample(struct fixture *fx)
 	/* pstree: two processes */
 	int32_t threads[] = { PID, PID + 1 };
 	PstreeEntry ps[2] = { PSTREE_ENTRY__INIT, PSTREE_ENTRY__INIT };
-	ps[0].pid = PID, ps[0].ppid = 1, ps[0].pgid = PID, ps[0].sid = PID, ps[0].n_threads = 2, ps[0].threads = threads;
+	ps[0].pid = PID, ps[0].ppid = 1, ps[0].pgid = PID, ps[0].sid = PID;
+	ps[0].n_threads = 2, ps[0].threads = threads;
 	ps[1].pid = PID + 10, ps[1].ppid = PID, ps[1].pgid = PID, ps[1].sid = PID;
 	cr_assert_eq(img_writer_open(fx->ctx, dir, IMG_KIND_PSTREE, 0, &w), 0);
 	write_msg(fx, w, &ps[0]);
@@ -618,9 +619,11 @@ Test(image, missing_files)
 
 	fx_init(&fx);
 	write_sample(&fx);
-	cr_assert_eq(rename(path_of(&fx, "mm-42.img"), "/tmp/snap-test-image-moved-mm"), 0);
+	char moved[128];
+	snprintf(moved, sizeof(moved), "%s.moved", fx.dir);
+	cr_assert_eq(rename(path_of(&fx, "mm-42.img"), moved), 0);
 	expect_set_rejects(&fx, "mm-42.img", "missing mm");
-	cr_assert_eq(rename("/tmp/snap-test-image-moved-mm", path_of(&fx, "mm-42.img")), 0);
+	cr_assert_eq(rename(moved, path_of(&fx, "mm-42.img")), 0);
 	unlink(path_of(&fx, "pages-42.img"));
 	expect_set_rejects(&fx, "pages-42.img", "missing pages");
 	unlink(path_of(&fx, "inventory.img"));
@@ -694,6 +697,7 @@ static void replace_listed(struct fixture *fx, const char *name, const struct by
 			inv->files[i]->xxh3 = img_digest(file->p, file->len);
 		}
 	}
+	char *own_arch = inv->arch;
 	if (arch)
 		inv->arch = (char *)arch;
 	put_header(&ib, IMG_MAGIC, IMG_KIND_INVENTORY, IMG_FORMAT_VERSION);
@@ -701,8 +705,7 @@ static void replace_listed(struct fixture *fx, const char *name, const struct by
 	put_trailer(&ib);
 	spit(fx, "inventory.img", ib.p, ib.len);
 	free(ib.p);
-	if (arch)
-		inv->arch = NULL; /* not ours to free */
+	inv->arch = own_arch; /* ours to free, unlike @arch */
 	inventory_entry__free_unpacked(inv, NULL);
 }
 
