@@ -207,7 +207,7 @@ static int cmp_interval(const void *a, const void *b)
 static int find_hole(struct snap_ctx *ctx, const struct proc_vma_list *self, const struct mem_image *mi, uint64_t size,
 		     uint64_t *ret)
 {
-	size_t n = 0, cap = self->nr + mi->nr_vmas;
+	size_t n = 0, m = 1, cap = self->nr + mi->nr_vmas;
 	struct interval *iv = calloc(cap ? cap : 1, sizeof(*iv));
 	uint64_t top = 0, lowest = 1ull << 32;
 	int r = -ENOMEM;
@@ -225,26 +225,30 @@ static int find_hole(struct snap_ctx *ctx, const struct proc_vma_list *self, con
 		if (mi->vmas[i]->kind != VMA_KIND__VMA_VSYSCALL)
 			iv[n++] = (struct interval){ mi->vmas[i]->start, mi->vmas[i]->end };
 	qsort(iv, n, sizeof(*iv), cmp_interval);
-	/* Walk gaps from the top down. */
-	for (size_t i = n; i-- > 0;) {
-		uint64_t gap_end = top, gap_start = iv[i].end;
-
-		if (iv[i].start >= top)
-			continue;
-		for (size_t j = i + 1; j < n; j++)
-			if (iv[j].start < gap_end && iv[j].start >= gap_start)
-				gap_end = iv[j].start;
-		if (gap_end > gap_start + size + 2 * REGION_GUARD + REGION_ALIGN) {
-			uint64_t at = (gap_end - REGION_GUARD - size) & ~(REGION_ALIGN - 1);
-
-			if (at >= gap_start + REGION_GUARD && at >= lowest) {
-				*ret = at;
-				r = 0;
-				break;
-			}
+	m = n ? 1 : 0;
+	/* Coalesce: the two layouts overlap each other. */
+	for (size_t i = 1; i < n; i++) {
+		if (iv[i].start <= iv[m - 1].end) {
+			if (iv[i].end > iv[m - 1].end)
+				iv[m - 1].end = iv[i].end;
+		} else {
+			iv[m++] = iv[i];
 		}
-		if (iv[i].start < top)
-			top = iv[i].start < top ? iv[i].start : top;
+	}
+	/* The highest gap below our stack that fits, with a guard on each side. */
+	for (size_t k = m; k-- > 0;) {
+		uint64_t gap_start = iv[k].end, gap_end = k + 1 < m ? iv[k + 1].start : top, at;
+
+		if (gap_end > top)
+			gap_end = top;
+		if (gap_start >= gap_end || gap_end - gap_start < size + 2 * REGION_GUARD + REGION_ALIGN)
+			continue;
+		at = (gap_end - REGION_GUARD - size) & ~(REGION_ALIGN - 1);
+		if (at >= gap_start + REGION_GUARD && at >= lowest) {
+			*ret = at;
+			r = 0;
+			break;
+		}
 	}
 	free(iv);
 	if (r)
