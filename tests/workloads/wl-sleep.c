@@ -1,4 +1,8 @@
-/* Workload: signal actions, blocked mask, umask and cwd; waits by polling or in sigsuspend. */
+/*
+ * Workload: signal actions, blocked mask, umask, cwd and the kernel's per-thread
+ * registrations (sigaltstack, robust list, clear_child_tid, rseq, comm, brk);
+ * waits by polling or in sigsuspend.
+ */
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -6,7 +10,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/rseq.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "wl.h"
@@ -61,6 +68,79 @@ static struct sigaction before[MAX_SIG];
 static bool usable[MAX_SIG];
 static sigset_t blocked;
 static char cwd_before[PATH_MAX];
+
+/* Kernel state of the thread, as it was before the wait. */
+static struct {
+	stack_t altstack;
+	void *robust_head;
+	size_t robust_len;
+	int *tid_address;
+	void *brk;
+	char comm[16];
+} kstate;
+
+static void setup_kernel_state(void)
+{
+	static char altstack_mem[64 << 10];
+	stack_t ss = { .ss_sp = altstack_mem, .ss_size = sizeof(altstack_mem) };
+
+	if (sigaltstack(&ss, NULL) || sigaltstack(NULL, &kstate.altstack))
+		wl_die("sigaltstack failed: %m");
+	if (syscall(SYS_get_robust_list, 0, &kstate.robust_head, &kstate.robust_len) || !kstate.robust_head)
+		wl_die("get_robust_list failed: %m");
+	if (prctl(PR_GET_TID_ADDRESS, &kstate.tid_address) || !kstate.tid_address)
+		wl_die("PR_GET_TID_ADDRESS failed: %m");
+	if (prctl(PR_SET_NAME, "wl-sleep-named") || prctl(PR_GET_NAME, kstate.comm))
+		wl_die("PR_SET_NAME failed: %m");
+	/* Move the break so that a brk lost at restore shows. */
+	if (sbrk(3 * 4096) == (void *)-1)
+		wl_die("sbrk failed: %m");
+	kstate.brk = sbrk(0);
+	if (!__rseq_size)
+		wl_die("glibc registered no rseq area");
+}
+
+static void check_kernel_state(void)
+{
+	void *head = NULL, *area = (char *)__builtin_thread_pointer() + __rseq_offset;
+	size_t len = 0;
+	int *tid_address = NULL;
+	char comm[16] = "";
+	stack_t ss;
+
+	if (sigaltstack(NULL, &ss))
+		wl_fail("sigaltstack cannot be read: %m");
+	else
+		wl_expect(ss.ss_sp == kstate.altstack.ss_sp && ss.ss_size == kstate.altstack.ss_size &&
+				  ss.ss_flags == kstate.altstack.ss_flags,
+			  "sigaltstack is %p/%zu/%d, was %p/%zu/%d", ss.ss_sp, ss.ss_size, ss.ss_flags,
+			  kstate.altstack.ss_sp, kstate.altstack.ss_size, kstate.altstack.ss_flags);
+	if (syscall(SYS_get_robust_list, 0, &head, &len))
+		wl_fail("get_robust_list failed: %m");
+	else
+		wl_expect(head == kstate.robust_head && len == kstate.robust_len, "robust list is %p/%zu, was %p/%zu",
+			  head, len, kstate.robust_head, kstate.robust_len);
+	if (prctl(PR_GET_TID_ADDRESS, &tid_address))
+		wl_fail("PR_GET_TID_ADDRESS failed: %m");
+	else
+		wl_expect(tid_address == kstate.tid_address, "clear_child_tid is %p, was %p", (void *)tid_address,
+			  (void *)kstate.tid_address);
+	if (prctl(PR_GET_NAME, comm))
+		wl_fail("PR_GET_NAME failed: %m");
+	else
+		wl_expect(!strcmp(comm, kstate.comm), "comm is \"%s\", was \"%s\"", comm, kstate.comm);
+	wl_expect(sbrk(0) == kstate.brk, "brk is %p, was %p", sbrk(0), kstate.brk);
+	wl_expect(sbrk(4096) != (void *)-1, "the heap cannot grow: %m");
+	/*
+	 * Registering the same area again fails with EBUSY only if the kernel
+	 * still has it. glibc registers 32 bytes while __rseq_size may give
+	 * the feature size: a length other than the registered one is EINVAL.
+	 */
+	errno = 0;
+	if (syscall(SYS_rseq, area, __rseq_size, 0, RSEQ_SIG) == -1 && errno == EINVAL)
+		syscall(SYS_rseq, area, 32, 0, RSEQ_SIG);
+	wl_expect(errno == EBUSY, "the rseq area at %p is not registered (rseq: %m)", area);
+}
 
 static void set_action(int sig, void *handler, int flags, int m0, int m1)
 {
@@ -210,12 +290,14 @@ int main(int argc, char **argv)
 	if (strcmp(mode, "poll") != 0 && strcmp(mode, "suspend") != 0)
 		wl_die("unknown mode %s", mode);
 	setup();
+	setup_kernel_state();
 	wl_ready();
 	if (strcmp(mode, "suspend") == 0)
 		wait_suspended();
 	else
 		wl_wait_go();
 	check();
+	check_kernel_state();
 	if (strcmp(mode, "suspend") == 0)
 		wl_expect(usr1_count > 0, "woke up without a SIGUSR1");
 	return wl_finish();
