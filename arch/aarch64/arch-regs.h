@@ -1,0 +1,29 @@
+/* aarch64 register set as ptrace regsets give it: NT_PRSTATUS plus the syscall number and TLS registers. */
+#ifndef SNAP_ARCH_REGS_H
+#define SNAP_ARCH_REGS_H
+
+#include <stdint.h>
+#include <sys/user.h>
+
+struct arch_regs {
+	struct user_regs_struct r; /* NT_PRSTATUS: x0..x30, sp, pc, pstate */
+	/*
+	 * NT_ARM_SYSTEM_CALL: the kernel's pt_regs->syscallno. Its restart
+	 * logic (do_signal) only runs while this is >= 0, so it is to arm64
+	 * what orig_rax is to x86_64: -1 means "not in a system call".
+	 */
+	int32_t syscallno;
+	uint64_t tls; /* NT_ARM_TLS: tpidr_el0 (only arch_get/set_thread touch it) */
+};
+
+/*
+ * True for x0 holding one of the kernel's internal restart codes
+ * (-ERESTARTSYS, -ERESTARTNOINTR, -ERESTARTNOHAND, -ERESTART_RESTARTBLOCK;
+ * -515 is -ENOIOCTLCMD, never a restart).
+ */
+static inline int aarch64_is_restart(int64_t x0)
+{
+	return x0 <= -512 && x0 >= -516 && x0 != -515;
+}
+
+#endif

@@ -1,0 +1,238 @@
+/* aarch64 registers, FP/SIMD state and TLS through ptrace regsets, and their image form. */
+#include <elf.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+
+#include "arch.h"
+
+/* struct user_fpsimd_state: vregs[32], fpsr, fpcr, 8 bytes of padding. */
+#define FPSIMD_SIZE 528u
+_Static_assert(sizeof(struct user_fpsimd_struct) == FPSIMD_SIZE, "NT_PRFPREG layout");
+_Static_assert(sizeof(struct user_regs_struct) == 34 * 8, "NT_PRSTATUS layout");
+
+/* PSTATE bits a user thread may not have (arch/arm64 valid_native_regs()). */
+#define PSR_MODE_MASK 0x0000000fu /* must be EL0t */
+#define PSR_MODE32_BIT 0x00000010u
+#define PSR_DAIF_MASK 0x000003c0u
+/* The branch-target type of the last indirect branch (FEAT_BTI). */
+#define PSR_BTYPE_MASK 0x00000c00u
+
+/* svc #0, little endian: the instruction every arm64 system call uses. */
+const uint8_t arch_syscall_insn[] = { 0x01, 0x00, 0x00, 0xd4 };
+const size_t arch_syscall_insn_len = sizeof(arch_syscall_insn);
+const size_t arch_insn_align = 4;
+
+const char *arch_name(void)
+{
+	return "aarch64";
+}
+
+static int get_regset(pid_t tid, unsigned type, void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+
+	if (ptrace(PTRACE_GETREGSET, tid, type, &iov))
+		return -errno;
+	/* A shorter answer means a kernel whose regset we do not understand. */
+	return iov.iov_len == len ? 0 : -EIO;
+}
+
+static int set_regset(pid_t tid, unsigned type, const void *buf, size_t len)
+{
+	struct iovec iov = { (void *)buf, len };
+
+	return ptrace(PTRACE_SETREGSET, tid, type, &iov) ? -errno : 0;
+}
+
+int arch_get_regs(pid_t tid, struct arch_regs *regs)
+{
+	int r = get_regset(tid, NT_PRSTATUS, &regs->r, sizeof(regs->r));
+
+	if (!r)
+		r = get_regset(tid, NT_ARM_SYSTEM_CALL, &regs->syscallno, sizeof(regs->syscallno));
+	return r;
+}
+
+/*
+ * At a syscall stop the kernel shows the stop's direction in x7 and puts
+ * the thread's own x7 back when it resumes, dropping whatever we wrote:
+ * the x7 read there is not the thread's, but writing it back is harmless.
+ * The syscall number goes last so that it is ours, not the thread's
+ * restart state, that decides whether the kernel restarts anything.
+ */
+int arch_set_regs(pid_t tid, const struct arch_regs *regs)
+{
+	int r = set_regset(tid, NT_PRSTATUS, &regs->r, sizeof(regs->r));
+
+	if (!r)
+		r = set_regset(tid, NT_ARM_SYSTEM_CALL, &regs->syscallno, sizeof(regs->syscallno));
+	return r;
+}
+
+int arch_get_thread(struct snap_ctx *ctx, pid_t tid, struct arch_thread_state *st)
+{
+	void *fp;
+	int r;
+
+	r = arch_get_regs(tid, &st->regs);
+	if (r)
+		return snap_fail(ctx, r, "tid %d: cannot read general registers: %s", tid, strerror(-r));
+	/* Newer kernels append tpidr2_el0 (SME) to NT_ARM_TLS; 8 bytes ask for tpidr_el0 alone. */
+	r = get_regset(tid, NT_ARM_TLS, &st->regs.tls, sizeof(st->regs.tls));
+	if (r)
+		return snap_fail(ctx, r, "tid %d: cannot read the TLS register: %s", tid, strerror(-r));
+	fp = calloc(1, FPSIMD_SIZE);
+	if (!fp)
+		return snap_fail(ctx, -ENOMEM, "tid %d: out of memory for FP/SIMD state", tid);
+	r = get_regset(tid, NT_PRFPREG, fp, FPSIMD_SIZE);
+	if (r) {
+		free(fp);
+		return snap_fail(ctx, r, "tid %d: cannot read FP/SIMD registers: %s", tid, strerror(-r));
+	}
+	st->fpu = fp;
+	st->fpu_size = FPSIMD_SIZE;
+	return 0;
+}
+
+int arch_set_thread(struct snap_ctx *ctx, pid_t tid, const struct arch_thread_state *st)
+{
+	int r;
+
+	if (st->fpu) {
+		r = set_regset(tid, NT_PRFPREG, st->fpu, st->fpu_size);
+		if (r)
+			return snap_fail(ctx, r, "tid %d: cannot write FP/SIMD registers: %s", tid, strerror(-r));
+	}
+	r = set_regset(tid, NT_ARM_TLS, &st->regs.tls, sizeof(st->regs.tls));
+	if (r)
+		return snap_fail(ctx, r, "tid %d: cannot write the TLS register: %s", tid, strerror(-r));
+	r = arch_set_regs(tid, &st->regs);
+	if (r)
+		return snap_fail(ctx, r, "tid %d: cannot write general registers: %s", tid, strerror(-r));
+	return 0;
+}
+
+void arch_thread_state_free(struct arch_thread_state *st)
+{
+	free(st->fpu);
+	st->fpu = NULL;
+}
+
+/*
+ * Injected code starts at an instruction no branch aimed at: a stale
+ * BTYPE from the frozen thread would fault on a guarded page (the vDSO).
+ */
+static void leave_thread_context(struct arch_regs *regs)
+{
+	regs->r.pstate &= ~(uint64_t)PSR_BTYPE_MASK;
+	regs->syscallno = -1; /* not in a syscall: no restart fix-up on resume */
+}
+
+void arch_prepare_syscall(struct arch_regs *regs, uint64_t ip, long nr, const uint64_t args[6])
+{
+	leave_thread_context(regs);
+	regs->r.pc = ip;
+	regs->r.regs[8] = (uint64_t)nr;
+	for (int i = 0; i < 6; i++)
+		regs->r.regs[i] = args[i];
+}
+
+long arch_syscall_result(const struct arch_regs *regs)
+{
+	return (long)regs->r.regs[0];
+}
+
+void arch_prepare_call(struct arch_regs *regs, uint64_t ip, uint64_t sp, uint64_t arg)
+{
+	leave_thread_context(regs);
+	regs->r.pc = ip;
+	regs->r.sp = sp;
+	regs->r.regs[0] = arg;
+}
+
+uint64_t arch_regs_sp(const struct arch_regs *regs)
+{
+	return regs->r.sp;
+}
+
+uint64_t arch_regs_ip(const struct arch_regs *regs)
+{
+	return regs->r.pc;
+}
+
+int arch_thread_to_image(struct snap_ctx *ctx, const struct arch_thread_state *st, ThreadCoreEntry *tc)
+{
+	const struct user_regs_struct *r = &st->regs.r;
+	Aarch64Thread *a = calloc(1, sizeof(*a));
+	uint64_t *gp = calloc(31, sizeof(*gp));
+	uint8_t *fp = malloc(st->fpu_size ? st->fpu_size : 1);
+
+	if (!a || !gp || !fp) {
+		free(a);
+		free(gp);
+		free(fp);
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	}
+	aarch64_thread__init(a);
+	memcpy(gp, r->regs, 31 * sizeof(*gp));
+	a->n_regs = 31;
+	a->regs = gp;
+	a->sp = r->sp;
+	a->pc = r->pc;
+	a->pstate = r->pstate;
+	if (st->fpu_size)
+		memcpy(fp, st->fpu, st->fpu_size);
+	a->fpsimd.data = fp;
+	a->fpsimd.len = st->fpu_size;
+	a->tls = st->regs.tls;
+	/* orig_x0 is kernel-internal (no regset shows it): left unset. */
+	a->has_syscall_nr = 1;
+	a->syscall_nr = st->regs.syscallno;
+	tc->arch_case = THREAD_CORE_ENTRY__ARCH_AARCH64;
+	tc->aarch64 = a;
+	return 0;
+}
+
+void arch_thread_image_free(ThreadCoreEntry *tc)
+{
+	if (tc->arch_case != THREAD_CORE_ENTRY__ARCH_AARCH64 || !tc->aarch64)
+		return;
+	free(tc->aarch64->regs);
+	free(tc->aarch64->fpsimd.data);
+	free(tc->aarch64);
+	tc->aarch64 = NULL;
+	tc->arch_case = THREAD_CORE_ENTRY__ARCH__NOT_SET;
+}
+
+int arch_thread_validate(struct snap_ctx *ctx, const ThreadCoreEntry *tc)
+{
+	const Aarch64Thread *a = tc->aarch64;
+
+	if (tc->arch_case != THREAD_CORE_ENTRY__ARCH_AARCH64 || !a)
+		return snap_fail(ctx, -EINVAL, "tid %d: image holds no aarch64 registers", tc->tid);
+	if (a->n_regs != 31 || !a->regs)
+		return snap_fail(ctx, -EINVAL, "tid %d: %zu general registers instead of 31", tc->tid, a->n_regs);
+	if (a->fpsimd.len != FPSIMD_SIZE || !a->fpsimd.data)
+		return snap_fail(ctx, -EINVAL, "tid %d: FP/SIMD state of %zu bytes instead of %u", tc->tid,
+				 a->fpsimd.len, FPSIMD_SIZE);
+	/* rt_sigreturn would refuse these with a SIGSEGV in the restored process. */
+	if (a->pstate & (PSR_MODE_MASK | PSR_MODE32_BIT | PSR_DAIF_MASK))
+		return snap_fail(ctx, -EINVAL, "tid %d: pstate 0x%llx is not that of a 64-bit user thread", tc->tid,
+				 (unsigned long long)a->pstate);
+	if (a->pc & 3)
+		return snap_fail(ctx, -EINVAL, "tid %d: pc 0x%llx is not instruction-aligned", tc->tid,
+				 (unsigned long long)a->pc);
+	/*
+	 * Stopped inside a syscall whose restart the kernel had not prepared
+	 * yet: restarting needs the original first argument, which only an
+	 * image that recorded orig_x0 has.
+	 */
+	if (a->has_syscall_nr && a->syscall_nr >= 0 && aarch64_is_restart((int64_t)a->regs[0]) && !a->has_orig_x0)
+		return snap_fail(ctx, -EINVAL,
+				 "tid %d: interrupted syscall %lld cannot be restarted: its first argument is unknown",
+				 tc->tid, (long long)a->syscall_nr);
+	return 0;
+}
