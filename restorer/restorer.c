@@ -112,5 +112,7 @@ long blob_main(struct restorer_args *a)
 		fail(a, "setting TLS", a->tls[0], r);
 
 	sys_close(a->status_fd);
-	arch_blob_trap_and_sigreturn(a->sigreturn_sp);
+	/* The engine steps us through rt_sigreturn, then removes this blob. */
+	rt_stop_for_tracer();
+	arch_blob_sigreturn(a->sigreturn_sp);
 }

@@ -30,14 +30,10 @@ static inline long arch_blob_set_tls(const uint64_t tls[2])
 	return arch_syscall6(__NR_arch_prctl, ARCH_SET_GS, (long)tls[1], 0, 0, 0, 0);
 }
 
-/*
- * Stops for the engine (which steps us through the coming rt_sigreturn and
- * then removes the restorer), then enters the saved registers.
- */
-__attribute__((noreturn)) static inline void arch_blob_trap_and_sigreturn(uint64_t sp)
+/* Enters the saved registers: the frame at @sp was built by arch_build_sigframe(). */
+__attribute__((noreturn)) static inline void arch_blob_sigreturn(uint64_t sp)
 {
-	__asm__ volatile("int3\n\t"
-			 "mov %0, %%rsp\n\t"
+	__asm__ volatile("mov %0, %%rsp\n\t"
 			 "mov %1, %%eax\n\t"
 			 "syscall\n\t"
 			 :

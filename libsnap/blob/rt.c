@@ -1,7 +1,16 @@
 /* Freestanding helpers for the blobs: memory functions and a small printf. */
 #include <stdarg.h>
+#include <asm/signal.h>
 
 #include "rt.h"
+
+void rt_stop_for_tracer(void)
+{
+	uint64_t trap = 1ull << (SIGTRAP - 1);
+
+	sys4(__NR_rt_sigprocmask, SIG_UNBLOCK, &trap, 0, sizeof(trap));
+	sys3(__NR_tgkill, sys0(__NR_getpid), sys0(__NR_gettid), SIGTRAP);
+}
 
 /* gcc may emit calls to these for struct copies, so they keep their libc names. */
 void *memcpy(void *dst, const void *src, size_t n)

@@ -71,6 +71,16 @@ static inline __attribute__((noreturn)) void sys_exit_group(int code)
 		sys1(__NR_exit_group, code);
 }
 
+/*
+ * Stops the task for its tracer with a SIGTRAP it sends itself. Not a
+ * trap instruction: a fault forced through a blocked mask resets the
+ * task's SIGTRAP handler to SIG_DFL, and on some CPUs the trap leaves the
+ * instruction pointer on itself. A sent signal waits for the mask, so
+ * SIGTRAP is unblocked first; the engine suppresses it and puts the
+ * mask back (cure, or rt_sigreturn's frame).
+ */
+void rt_stop_for_tracer(void);
+
 void *memcpy(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);

@@ -60,7 +60,7 @@ struct action {
 	int mask[3]; /* signals in sa_mask, 0-terminated */
 };
 
-static struct action actions[8];
+static struct action actions[9];
 static unsigned nr_actions;
 /* What sigaction() reported right after setting, for every signal. */
 static struct sigaction before[MAX_SIG];
@@ -218,6 +218,8 @@ static void setup(void)
 	set_action(SIGHUP, (void *)SIG_IGN, 0, 0, 0);
 	set_action(SIGCHLD, (void *)on_chld, SA_NOCLDSTOP, 0, 0);
 	set_action(SIGRTMIN + 2, (void *)on_info, SA_SIGINFO | SA_RESTART, SIGUSR1, SIGRTMAX);
+	/* The engine stops the task with SIGTRAP twice per cycle; the handler must survive it. */
+	set_action(SIGTRAP, (void *)on_info, SA_SIGINFO, 0, 0);
 	for (int s = 1; s < MAX_SIG; s++) {
 		if (s == SIGKILL || s == SIGSTOP)
 			continue;
