@@ -10,9 +10,10 @@ cd "$(dirname "$0")/.."
 NATIVE=(meson ninja-build pkg-config gcc gcc-aarch64-linux-gnu libc6-dev-arm64-cross protobuf-c-compiler
 	libprotobuf-c-dev libelf-dev)
 # The arm64 libraries the engine and tests link against.
-ARM64=(libprotobuf-c-dev libprotobuf-c1 libxxhash-dev libxxhash0 libcriterion-dev libcriterion3)
+ARM64=(libprotobuf-c-dev libprotobuf-c1 libxxhash-dev libxxhash0 libcriterion-dev libcriterion3 libunwind-dev libunwind8
+	liblzma5)
 # What the cross-built programs load at run time beyond glibc (which the cross toolchain has).
-RUNTIME=(libprotobuf-c1 libxxhash0 libcriterion3)
+RUNTIME=(libprotobuf-c1 libxxhash0 libcriterion3 libunwind8 liblzma5)
 DIR=build-aarch64
 LOG=$DIR/cross-aarch64.log
 # The arm64 libraries are unpacked here, not installed: libcriterion-dev:arm64 conflicts with the native one
@@ -87,6 +88,9 @@ fetch_build_deps() {
 			"$f" >"$DEPS/pkgconfig/$(basename "$f")"
 	done
 	sed -i -e 's|^Libs: .*|& -Wl,--allow-shlib-undefined|' "$DEPS/pkgconfig/criterion.pc"
+	# libunwind's shared objects need liblzma, which is found through its unpacked location.
+	sed -i -e "s|^Libs: .*|& -Wl,-rpath-link,$DEPS/root/lib/aarch64-linux-gnu -Wl,-rpath-link,$lib|" \
+		"$DEPS"/pkgconfig/libunwind*.pc
 	cat >"$DEPS/deps.ini" <<INI
 # Meson cross file overlay: take the arm64 libraries from $DEPS (written by .ci/cross-aarch64.sh).
 [properties]

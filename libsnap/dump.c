@@ -18,7 +18,12 @@
 void dump_task_free(struct dump_task *t)
 {
 	proc_vma_list_free(&t->vmas);
-	arch_thread_state_free(&t->thread);
+	for (size_t i = 0; i < t->nr_threads; i++) {
+		arch_thread_state_free(&t->threads[i].state);
+		backtrace_free(&t->threads[i]);
+	}
+	free(t->threads);
+	backtrace_task_free(t);
 	free(t->exe);
 	free(t->cwd);
 	free(t->root);
@@ -26,6 +31,39 @@ void dump_task_free(struct dump_task *t)
 	for (size_t i = 0; i < t->nr_fds; i++)
 		free(t->fds[i].path);
 	free(t->fds);
+}
+
+/* What ptrace and /proc tell of one frozen thread. */
+static int collect_thread(struct snap_ctx *ctx, struct dump_task *t, struct dump_thread *th)
+{
+	pid_t pid = t->pid;
+	pid_t tid = th->tid;
+	char name[64];
+	FILE *f;
+	int r;
+
+	r = arch_get_thread(ctx, tid, &th->state);
+	if (r)
+		return r;
+	if (ptrace(PTRACE_GETSIGMASK, tid, sizeof(th->sigmask), &th->sigmask))
+		return snap_fail(ctx, -errno, "pid %d: tid %d: cannot read the signal mask: %m", pid, tid);
+	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, tid, sizeof(th->rseq), &th->rseq) < 0)
+		return snap_fail(ctx, -errno, "pid %d: tid %d: cannot read the rseq registration: %m", pid, tid);
+	th->has_rseq = th->rseq.rseq_abi_pointer != 0;
+	if (syscall(SYS_get_robust_list, tid, &th->robust_head, &th->robust_len))
+		return snap_fail(ctx, -errno, "pid %d: tid %d: cannot read the robust futex list: %m", pid, tid);
+	snprintf(name, sizeof(name), "task/%d/comm", tid);
+	f = proc_fopen(pid, name);
+	if (!f || !fgets(th->comm, sizeof(th->comm), f)) {
+		r = snap_fail(ctx, -errno ? -errno : -EIO, "pid %d: cannot read /proc/%d/%s", pid, pid, name);
+		if (f)
+			fclose(f);
+		return r;
+	}
+	fclose(f);
+	th->comm[strcspn(th->comm, "\n")] = '\0';
+	backtrace_collect(ctx, t, th);
+	return 0;
 }
 
 /* What /proc and ptrace tell from outside, while the task is frozen. */
@@ -39,17 +77,10 @@ static int collect(struct snap_ctx *ctx, struct dump_task *t)
 		r = proc_read_vmas(ctx, pid, &t->vmas);
 	if (!r)
 		r = mem_check_vmas(ctx, t);
-	if (!r)
-		r = arch_get_thread(ctx, pid, &t->thread);
+	for (size_t i = 0; !r && i < t->nr_threads; i++)
+		r = collect_thread(ctx, t, &t->threads[i]);
 	if (r)
 		return r;
-	if (ptrace(PTRACE_GETSIGMASK, pid, sizeof(t->sigmask), &t->sigmask))
-		return snap_fail(ctx, -errno, "tid %d: cannot read the signal mask: %m", pid);
-	if (ptrace(PTRACE_GET_RSEQ_CONFIGURATION, pid, sizeof(t->rseq), &t->rseq) < 0)
-		return snap_fail(ctx, -errno, "tid %d: cannot read the rseq registration: %m", pid);
-	t->has_rseq = t->rseq.rseq_abi_pointer != 0;
-	if (syscall(SYS_get_robust_list, pid, &t->robust_head, &t->robust_len))
-		return snap_fail(ctx, -errno, "tid %d: cannot read the robust futex list: %m", pid);
 	r = proc_readlink(ctx, pid, "exe", &t->exe);
 	if (!r)
 		r = proc_readlink(ctx, pid, "cwd", &t->cwd);
@@ -62,12 +93,32 @@ static int collect(struct snap_ctx *ctx, struct dump_task *t)
 	return r;
 }
 
+static void thread_to_image(const struct dump_thread *th, ThreadCoreEntry *tc, RseqEntry *rseq)
+{
+	tc->tid = th->tid;
+	tc->blocked = th->sigmask;
+	if (th->has_rseq) {
+		rseq->addr = th->rseq.rseq_abi_pointer;
+		rseq->len = th->rseq.rseq_abi_size;
+		rseq->signature = th->rseq.signature;
+		tc->rseq = rseq;
+	}
+	tc->robust_list = th->robust_head;
+	tc->robust_list_len = th->robust_len;
+	tc->clear_child_tid = th->info.clear_child_tid;
+	tc->has_altstack_sp = tc->has_altstack_size = tc->has_altstack_flags = 1;
+	tc->altstack_sp = th->info.altstack_sp;
+	tc->altstack_size = th->info.altstack_size;
+	tc->altstack_flags = (uint32_t)th->info.altstack_flags;
+	tc->comm = (char *)th->comm;
+	tc->backtrace = th->backtrace;
+	tc->n_backtrace = th->nr_frames;
+}
+
 static int write_core(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
 {
 	SigactionEntry acts[PARASITE_NSIG], *actp[PARASITE_NSIG];
 	TaskCoreEntry tce = TASK_CORE_ENTRY__INIT;
-	ThreadCoreEntry tc = THREAD_CORE_ENTRY__INIT;
-	RseqEntry rseq = RSEQ_ENTRY__INIT;
 	struct img_writer *w;
 	int r;
 
@@ -88,62 +139,55 @@ static int write_core(struct snap_ctx *ctx, struct dump_task *t, struct img_dir 
 	tce.sigactions = actp;
 	tce.n_sigactions = PARASITE_NSIG;
 
-	tc.tid = t->pid;
-	tc.blocked = t->sigmask;
-	if (t->has_rseq) {
-		rseq.addr = t->rseq.rseq_abi_pointer;
-		rseq.len = t->rseq.rseq_abi_size;
-		rseq.signature = t->rseq.signature;
-		tc.rseq = &rseq;
-	}
-	tc.robust_list = t->robust_head;
-	tc.robust_list_len = t->robust_len;
-	tc.clear_child_tid = t->misc.clear_child_tid;
-	tc.has_altstack_sp = tc.has_altstack_size = tc.has_altstack_flags = 1;
-	tc.altstack_sp = t->misc.altstack_sp;
-	tc.altstack_size = t->misc.altstack_size;
-	tc.altstack_flags = (uint32_t)t->misc.altstack_flags;
-	tc.comm = t->stat.comm;
-	r = arch_thread_to_image(ctx, &t->thread, &tc);
+	r = img_writer_open(ctx, dir, IMG_KIND_CORE, t->pid, &w);
 	if (r)
 		return r;
+	r = img_write_msg(ctx, w, &tce.base);
+	for (size_t i = 0; !r && i < t->nr_threads; i++) {
+		ThreadCoreEntry tc = THREAD_CORE_ENTRY__INIT;
+		RseqEntry rseq = RSEQ_ENTRY__INIT;
 
-	r = img_writer_open(ctx, dir, IMG_KIND_CORE, t->pid, &w);
-	if (!r) {
-		r = img_write_msg(ctx, w, &tce.base);
+		thread_to_image(&t->threads[i], &tc, &rseq);
+		r = arch_thread_to_image(ctx, &t->threads[i].state, &tc);
 		if (!r)
 			r = img_write_msg(ctx, w, &tc.base);
-		if (!r)
-			r = img_writer_close(ctx, w);
-		else
-			img_writer_close(ctx, w);
+		arch_thread_image_free(&tc);
 	}
-	arch_thread_image_free(&tc);
-	return r;
-}
-
-static int write_pstree(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
-{
-	PstreeEntry pe = PSTREE_ENTRY__INIT;
-	int32_t tid = t->pid;
-	struct img_writer *w;
-	int r;
-
-	pe.pid = t->pid;
-	pe.ppid = t->stat.ppid;
-	pe.pgid = t->stat.pgrp;
-	pe.sid = t->stat.session;
-	pe.threads = &tid;
-	pe.n_threads = 1;
-	r = img_writer_open(ctx, dir, IMG_KIND_PSTREE, 0, &w);
-	if (r)
-		return r;
-	r = img_write_msg(ctx, w, &pe.base);
 	if (r) {
 		img_writer_close(ctx, w);
 		return r;
 	}
 	return img_writer_close(ctx, w);
+}
+
+static int write_pstree(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
+{
+	PstreeEntry pe = PSTREE_ENTRY__INIT;
+	int32_t *tids = calloc(t->nr_threads, sizeof(*tids));
+	struct img_writer *w;
+	int r;
+
+	if (!tids)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < t->nr_threads; i++)
+		tids[i] = t->threads[i].tid;
+
+	pe.pid = t->pid;
+	pe.ppid = t->stat.ppid;
+	pe.pgid = t->stat.pgrp;
+	pe.sid = t->stat.session;
+	pe.threads = tids;
+	pe.n_threads = t->nr_threads;
+	r = img_writer_open(ctx, dir, IMG_KIND_PSTREE, 0, &w);
+	if (!r) {
+		r = img_write_msg(ctx, w, &pe.base);
+		if (r)
+			img_writer_close(ctx, w);
+		else
+			r = img_writer_close(ctx, w);
+	}
+	free(tids);
+	return r;
 }
 
 static int finish_inventory(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
@@ -219,7 +263,10 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	if (!r) {
 		memcpy(t.sigactions, parasite_shared(&t)->sigactions, sizeof(t.sigactions));
 		t.misc = parasite_shared(&t)->misc;
+		task_leader(&t)->info = parasite_shared(&t)->leader;
 	}
+	for (size_t i = 1; !r && i < t.nr_threads; i++)
+		r = parasite_run_thread(ctx, &t, &t.threads[i]);
 	if (!r && !t.status.has_umask)
 		r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: the kernel does not report its umask", t.pid);
 	stage_end(ctx, SNAP_STAGE_DRAIN, t0);

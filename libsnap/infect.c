@@ -123,8 +123,9 @@ int infect(struct snap_ctx *ctx, struct dump_task *t)
 	t->parasite = p;
 	p->sock = -1;
 	p->remote_sock = -1;
-	p->regs = t->thread.regs;
-	p->size = page_align(shared_off + sizeof(struct parasite_shared)) + PARASITE_STACK_SIZE;
+	p->regs = task_leader(t)->state.regs;
+	/* [blob | shared | daemon stack | thread stack] */
+	p->size = page_align(shared_off + sizeof(struct parasite_shared)) + 2 * PARASITE_STACK_SIZE;
 	r = find_syscall_ip(ctx, t, &p->syscall_ip);
 	if (r)
 		return r;
@@ -195,13 +196,14 @@ close_remote:
 	if (r)
 		return r;
 	p->sh->sock_fd = p->sh->socks[0];
+	p->sh->mode = PARASITE_MODE_DAEMON;
 
 	/* Nothing but SIGKILL may reach the task while the parasite runs. */
 	if (ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(mask), &mask))
 		return snap_fail(ctx, -errno, "pid %d: cannot block signals: %m", t->pid);
 	regs = p->regs;
-	arch_prepare_call(&regs, p->remote_base + PARASITE_BLOB_OFF_parasite_entry, p->remote_base + p->size,
-			  p->remote_base + shared_off);
+	arch_prepare_call(&regs, p->remote_base + PARASITE_BLOB_OFF_parasite_entry,
+			  p->remote_base + p->size - PARASITE_STACK_SIZE, p->remote_base + shared_off);
 	r = arch_set_regs(t->pid, &regs);
 	if (r)
 		return snap_fail(ctx, r, "pid %d: cannot set registers to start the parasite: %s", t->pid, strerror(-r));
@@ -226,7 +228,7 @@ static int parasite_lost(struct snap_ctx *ctx, struct dump_task *t, const char *
 	if (waitpid(t->pid, &status, WNOHANG | __WALL) == t->pid) {
 		t->parasite->running = false;
 		if (!WIFSTOPPED(status))
-			t->seized = false;
+			task_leader(t)->seized = false;
 		return snap_fail(ctx, -ECHILD, "pid %d: the parasite %s during %s", t->pid,
 				 ptrace_status_str(status, why, sizeof(why)), what);
 	}
@@ -263,6 +265,53 @@ int parasite_run(struct snap_ctx *ctx, struct dump_task *t, enum parasite_cmd cm
 	return 0;
 }
 
+int parasite_run_thread(struct snap_ctx *ctx, struct dump_task *t, struct dump_thread *th)
+{
+	struct parasite_ctl *p = t->parasite;
+	struct parasite_thread_args *ta = &p->sh->thread;
+	uint64_t all = ~0ull, ta_remote = p->remote_base + (uint64_t)((uint8_t *)ta - p->local);
+	struct arch_regs regs = th->state.regs;
+	char why[96];
+	int status, r, rr;
+
+	memset(ta, 0, sizeof(*ta));
+	ta->mode = PARASITE_MODE_THREAD;
+	ta->info.ret = -EINPROGRESS;
+	if (ptrace(PTRACE_SETSIGMASK, th->tid, sizeof(all), &all))
+		return snap_fail(ctx, -errno, "pid %d: tid %d: cannot block signals: %m", t->pid, th->tid);
+	arch_prepare_call(&regs, p->remote_base + PARASITE_BLOB_OFF_parasite_entry, p->remote_base + p->size, ta_remote);
+	r = arch_set_regs(th->tid, &regs);
+	if (r)
+		return snap_fail(ctx, r, "pid %d: tid %d: cannot set registers: %s", t->pid, th->tid, strerror(-r));
+	if (ptrace(PTRACE_CONT, th->tid, 0, 0))
+		return snap_fail(ctx, -errno, "pid %d: tid %d: cannot run the parasite: %m", t->pid, th->tid);
+	th->stopped = false;
+	r = ptrace_wait(th->tid, &status);
+	if (r)
+		return snap_fail(ctx, r, "pid %d: tid %d: wait for the parasite: %s", t->pid, th->tid, strerror(-r));
+	if (!WIFSTOPPED(status)) {
+		th->seized = false;
+		return snap_fail(ctx, -ECHILD, "pid %d: tid %d %s in the parasite", t->pid, th->tid,
+				 ptrace_status_str(status, why, sizeof(why)));
+	}
+	th->stopped = true;
+	if (WSTOPSIG(status) != SIGTRAP)
+		r = snap_fail(ctx, -ECHILD, "pid %d: tid %d: the parasite %s", t->pid, th->tid,
+			      ptrace_status_str(status, why, sizeof(why)));
+	else if (ta->info.ret)
+		r = snap_fail(ctx, ta->info.ret, "pid %d: tid %d: the parasite failed: %s", t->pid, th->tid,
+			      strerror(-ta->info.ret));
+	else
+		th->info = ta->info;
+	/* Back as it was, whatever happened. */
+	rr = arch_set_regs(th->tid, &th->state.regs);
+	if (!rr && ptrace(PTRACE_SETSIGMASK, th->tid, sizeof(th->sigmask), &th->sigmask))
+		rr = -errno;
+	if (rr && !r)
+		r = snap_fail(ctx, rr, "pid %d: tid %d: cannot put registers back: %s", t->pid, th->tid, strerror(-rr));
+	return r;
+}
+
 int cure(struct snap_ctx *ctx, struct dump_task *t)
 {
 	struct parasite_ctl *p = t->parasite;
@@ -287,12 +336,12 @@ int cure(struct snap_ctx *ctx, struct dump_task *t)
 		}
 		p->running = false;
 	}
-	if (p->remote_sock >= 0 && t->seized) {
+	if (p->remote_sock >= 0 && task_leader(t)->seized) {
 		if (remote_call(ctx, t, SYS_close, (uint64_t)p->remote_sock, 0, 0, 0, 0, 0, &ret) && !r)
 			r = -EIO;
 		p->remote_sock = -1;
 	}
-	if (p->remote_base && t->seized) {
+	if (p->remote_base && task_leader(t)->seized) {
 		int ur = remote_call(ctx, t, SYS_munmap, p->remote_base, p->size, 0, 0, 0, 0, &ret);
 
 		if (!ur && ret)
@@ -301,10 +350,11 @@ int cure(struct snap_ctx *ctx, struct dump_task *t)
 			r = ur;
 		p->remote_base = 0;
 	}
-	if (t->seized) {
-		int sr = arch_set_thread(ctx, t->pid, &t->thread);
+	if (task_leader(t)->seized) {
+		struct dump_thread *leader = task_leader(t);
+		int sr = arch_set_thread(ctx, t->pid, &leader->state);
 
-		if (ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(t->sigmask), &t->sigmask) && !sr)
+		if (ptrace(PTRACE_SETSIGMASK, t->pid, sizeof(leader->sigmask), &leader->sigmask) && !sr)
 			sr = snap_fail(ctx, -errno, "pid %d: cannot restore the signal mask: %m", t->pid);
 		if (sr && !r)
 			r = sr;

@@ -35,7 +35,8 @@
 struct restore_task {
 	PstreeEntry *pstree;
 	TaskCoreEntry *core;
-	ThreadCoreEntry *thread;
+	ThreadCoreEntry **threads; /* [0] is the leader; order as in pstree.img */
+	size_t nr_threads;
 	struct mem_image mem;
 	struct files_image files;
 };
@@ -64,8 +65,9 @@ static void restore_task_free(struct restore_task *rt)
 		protobuf_c_message_free_unpacked(&rt->pstree->base, NULL);
 	if (rt->core)
 		protobuf_c_message_free_unpacked(&rt->core->base, NULL);
-	if (rt->thread)
-		protobuf_c_message_free_unpacked(&rt->thread->base, NULL);
+	for (size_t i = 0; i < rt->nr_threads; i++)
+		protobuf_c_message_free_unpacked(&rt->threads[i]->base, NULL);
+	free(rt->threads);
 	mem_image_free(&rt->mem);
 	files_image_free(&rt->files);
 }
@@ -132,31 +134,40 @@ static int read_task(struct snap_ctx *ctx, struct img_set *set, struct restore_t
 	if (pid != inv->root_pid || pid <= 0)
 		return snap_fail(ctx, -EINVAL, "image pstree.img: root pid %d does not match the inventory's %d", pid,
 				 inv->root_pid);
-	if (rt->pstree->n_threads != 1 || rt->pstree->threads[0] != pid)
-		return snap_fail(ctx, -EOPNOTSUPP, "image pstree.img: pid %d has %zu threads; only one is supported yet",
-				 pid, rt->pstree->n_threads);
+	if (!rt->pstree->n_threads || rt->pstree->n_threads > (1u << 16) || rt->pstree->threads[0] != pid)
+		return snap_fail(ctx, -EINVAL, "image pstree.img: pid %d: bad thread list (%zu threads)", pid,
+				 rt->pstree->n_threads);
 
+	rt->threads = calloc(rt->pstree->n_threads, sizeof(*rt->threads));
+	if (!rt->threads)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
 	r = img_reader_open(ctx, set, IMG_KIND_CORE, pid, &rd);
 	if (r)
 		return r;
 	r = img_read_one(ctx, rd, &task_core_entry__descriptor, (ProtobufCMessage **)&rt->core);
-	if (!r)
-		r = img_read_one(ctx, rd, &thread_core_entry__descriptor, (ProtobufCMessage **)&rt->thread);
+	for (size_t i = 0; !r && i < rt->pstree->n_threads; i++) {
+		ThreadCoreEntry *tc;
+
+		r = img_read_one(ctx, rd, &thread_core_entry__descriptor, (ProtobufCMessage **)&rt->threads[i]);
+		if (r)
+			break;
+		tc = rt->threads[rt->nr_threads++];
+		if (tc->tid != rt->pstree->threads[i])
+			r = snap_fail(ctx, -EINVAL, "image core-%d.img: thread %zu is tid %d, pstree.img says %d", pid, i,
+				      tc->tid, rt->pstree->threads[i]);
+		else if (tc->rseq && (tc->rseq->len < 20 || tc->rseq->len > 4096))
+			r = snap_fail(ctx, -EINVAL, "image core-%d.img: tid %d: bad rseq area size %u", pid, tc->tid,
+				      tc->rseq->len);
+		else
+			r = arch_thread_validate(ctx, tc);
+	}
 	img_reader_close(rd);
 	if (r)
 		return r;
-	if (rt->thread->tid != pid)
-		return snap_fail(ctx, -EINVAL, "image core-%d.img: thread %d is not the process's main thread", pid,
-				 rt->thread->tid);
 	for (size_t i = 0; i < rt->core->n_sigactions; i++)
 		if (rt->core->sigactions[i]->sig < 1 || rt->core->sigactions[i]->sig > RESTORER_NSIG)
 			return snap_fail(ctx, -EINVAL, "image core-%d.img: signal number %u out of range", pid,
 					 rt->core->sigactions[i]->sig);
-	if (rt->thread->rseq && (rt->thread->rseq->len < 20 || rt->thread->rseq->len > 4096))
-		return snap_fail(ctx, -EINVAL, "image core-%d.img: bad rseq area size %u", pid, rt->thread->rseq->len);
-	r = arch_thread_validate(ctx, rt->thread);
-	if (r)
-		return r;
 
 	r = mem_image_read(ctx, set, pid, &rt->mem);
 	if (!r)
@@ -303,8 +314,8 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct chil
 	struct restorer_vma *rv;
 	struct restorer_range *un;
 	struct restorer_special *sp;
-	uint64_t scratch = L->scratch, limit = 0, prev = 0, sp_val;
-	size_t frame_size;
+	struct restorer_thread *th;
+	uint64_t scratch = L->scratch, limit = 0, prev = 0;
 	int r;
 
 #define ALLOC(ptr, count)                                                              \
@@ -407,28 +418,39 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct chil
 		a->sigactions[s->sig - 1] = (struct restorer_sigaction){ s->handler, s->flags, s->restorer, s->mask };
 	}
 	a->nr_sigactions = RESTORER_NSIG;
-	a->clear_child_tid = rt->thread->clear_child_tid;
-	a->robust_list = rt->thread->robust_list;
-	a->robust_list_len = rt->thread->robust_list_len;
-	if (rt->thread->rseq) {
-		a->has_rseq = 1;
-		a->rseq_addr = rt->thread->rseq->addr;
-		a->rseq_len = rt->thread->rseq->len;
-		a->rseq_sig = rt->thread->rseq->signature;
-	}
 	a->umask = rt->core->umask;
-	snprintf(a->comm, sizeof(a->comm), "%s", rt->thread->comm);
 
-	frame_size = arch_sigframe_size(rt->thread);
-	{
-		uint8_t *frame;
+	ALLOC(th, rt->nr_threads);
+	a->threads = (uint64_t)th;
+	a->nr_threads = (uint32_t)rt->nr_threads;
+	for (size_t i = 0; i < rt->nr_threads; i++) {
+		const ThreadCoreEntry *tc = rt->threads[i];
+		struct restorer_thread *t = &th[i];
+		uint8_t *frame, *stack;
+		size_t frame_size = arch_sigframe_size(tc);
 
+		memset(t, 0, sizeof(*t));
+		t->tid = tc->tid;
+		t->clear_child_tid = tc->clear_child_tid;
+		t->robust_list = tc->robust_list;
+		t->robust_list_len = tc->robust_list_len;
+		if (tc->rseq) {
+			t->has_rseq = 1;
+			t->rseq_addr = tc->rseq->addr;
+			t->rseq_len = tc->rseq->len;
+			t->rseq_sig = tc->rseq->signature;
+		}
+		snprintf(t->comm, sizeof(t->comm), "%s", tc->comm);
+		t->args = (uint64_t)a;
 		ALLOC(frame, frame_size);
-		r = arch_build_sigframe(ctx, rt->thread, frame, frame_size, (uint64_t)frame, &sp_val, a->tls);
+		r = arch_build_sigframe(ctx, tc, frame, frame_size, (uint64_t)frame, &t->sigreturn_sp, t->tls);
 		if (r)
 			return r;
+		if (i) {
+			ALLOC(stack, RESTORER_THREAD_STACK_SIZE);
+			t->stack_top = (uint64_t)stack + RESTORER_THREAD_STACK_SIZE;
+		}
 	}
-	a->sigreturn_sp = sp_val;
 #undef ALLOC
 	return 0;
 }
@@ -478,10 +500,12 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 			if (self.v[i].path && !strcmp(self.v[i].path, special_labels[k]))
 				special_total += self.v[i].end - self.v[i].start;
 
-	L.args_len = align_up(sizeof(struct restorer_args) + 64 * 8 + (mi->nr_vmas + 1) * sizeof(struct restorer_vma) +
-				      (self.nr + 2) * sizeof(struct restorer_range) + mi->mm->n_auxv * 8 +
-				      arch_sigframe_size(rt->thread) + 4096,
-			      ps);
+	L.args_len = sizeof(struct restorer_args) + 64 * 8 + (mi->nr_vmas + 1) * sizeof(struct restorer_vma) +
+		     (self.nr + 64) * sizeof(struct restorer_range) + mi->mm->n_auxv * 8 + 4096;
+	for (size_t i = 0; i < rt->nr_threads; i++)
+		L.args_len += sizeof(struct restorer_thread) + arch_sigframe_size(rt->threads[i]) + 128 +
+			      (i ? RESTORER_THREAD_STACK_SIZE : 0);
+	L.args_len = align_up(L.args_len, ps);
 	L.region_len = blob_len + L.args_len + RESTORER_STACK_SIZE + align_up(special_total, ps) + premap_total;
 	r = find_hole(ctx, &self, mi, L.region_len, &L.region);
 	if (r)
@@ -606,11 +630,13 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 
 /* ---- in the engine ---- */
 
-/* Reads the child's status records until it closes the pipe (success) or reports an error. */
+/*
+ * Reads the child's status records until it reports its stats (1: it is
+ * about to enter the restorer), reports an error (<0), or is gone (0).
+ */
 static int read_status(struct snap_ctx *ctx, int fd, pid_t pid, struct child_stats *cs)
 {
 	char buf[STATUS_MSG_MAX + 2];
-	int r = 0;
 
 	for (;;) {
 		ssize_t n = read(fd, buf, sizeof(buf) - 1);
@@ -618,48 +644,106 @@ static int read_status(struct snap_ctx *ctx, int fd, pid_t pid, struct child_sta
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			return r;
+			return 0;
 		if (buf[0] == STATUS_STATS && (size_t)n == 1 + sizeof(*cs)) {
 			memcpy(cs, buf + 1, sizeof(*cs));
-			continue;
+			return 1;
 		}
 		buf[n] = '\0';
 		if (buf[0] == STATUS_ERROR && (size_t)n > 1 + sizeof(int32_t)) {
 			int32_t e;
 
 			memcpy(&e, buf + 1, sizeof(e));
-			r = snap_fail(ctx, e < 0 ? e : -EIO, "pid %d: %s", pid, buf + 1 + sizeof(e));
-		} else {
-			/* The restorer blob writes plain text. */
-			r = snap_fail(ctx, -EIO, "pid %d: %s", pid, buf);
+			return snap_fail(ctx, e < 0 ? e : -EIO, "pid %d: %s", pid, buf + 1 + sizeof(e));
 		}
+		return snap_fail(ctx, -EIO, "pid %d: %s", pid, buf);
 	}
 }
 
-/* The restorer trapped right before rt_sigreturn: step through it, then drop the restorer region. */
+/* Something other than the expected stop: the restorer's own words if it left any, else the status. */
+static int restorer_failed(struct snap_ctx *ctx, pid_t pid, pid_t tid, int status_fd, int status, const char *waiting)
+{
+	char buf[STATUS_MSG_MAX + 1], why[96];
+	ssize_t n;
+
+	fcntl(status_fd, F_SETFL, O_NONBLOCK);
+	n = read(status_fd, buf, sizeof(buf) - 1);
+	if (n > 0) {
+		buf[n] = '\0';
+		return snap_fail(ctx, -EIO, "pid %d: %s", pid, buf);
+	}
+	return snap_fail(ctx, -ECHILD, "pid %d: tid %d %s while %s", pid, tid,
+			 ptrace_status_str(status, why, sizeof(why)), waiting);
+}
+
+/* Waits for @tid's next stop and checks it is the one wanted: a signal (@sig), or an event stop (@event). */
+static int expect_stop(struct snap_ctx *ctx, pid_t pid, pid_t tid, int status_fd, int sig, int event, const char *waiting)
+{
+	int status, r = ptrace_wait(tid, &status);
+
+	if (r)
+		return snap_fail(ctx, r, "pid %d: tid %d: wait: %s", pid, tid, strerror(-r));
+	if (!WIFSTOPPED(status) || (event ? (status >> 16) != event : (WSTOPSIG(status) != sig || (status >> 16))))
+		return restorer_failed(ctx, pid, tid, status_fd, status, waiting);
+	return 0;
+}
+
+static int step_through_sigreturn(struct snap_ctx *ctx, pid_t pid, pid_t tid, int status_fd)
+{
+	for (int i = 0; i < 2; i++) {
+		int r;
+
+		if (ptrace(PTRACE_SYSCALL, tid, 0, 0))
+			return snap_fail(ctx, -errno, "pid %d: tid %d: cannot step into rt_sigreturn: %m", pid, tid);
+		r = expect_stop(ctx, pid, tid, status_fd, SIGTRAP | 0x80, 0, "in rt_sigreturn");
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * The restorer runs under our eyes: it stops once before creating the
+ * threads (so that we follow the clones), each thread stops right before
+ * its rt_sigreturn, we step every thread through it, and then remove the
+ * restorer region, which no thread executes any more.
+ */
 static int finish_child(struct snap_ctx *ctx, pid_t pid, const struct restore_task *rt, uint64_t region,
-			uint64_t region_len)
+			uint64_t region_len, int status_fd)
 {
 	const VmaEntry *vdso = find_special(&rt->mem, VMA_KIND__VMA_VDSO);
 	long off = vdso_syscall_offset(), ret;
-	struct arch_regs regs;
-	char why[96];
-	int status, r;
 	uint64_t args[6] = { region, region_len, 0, 0, 0, 0 };
+	struct arch_regs regs;
+	int r;
 
-	r = ptrace_wait(pid, &status);
+	r = expect_stop(ctx, pid, pid, status_fd, SIGTRAP, 0, "waiting for the restorer");
 	if (r)
-		return snap_fail(ctx, r, "pid %d: wait for the restorer: %s", pid, strerror(-r));
-	if (!WIFSTOPPED(status) || WSTOPSIG(status) != SIGTRAP || (status >> 8) != SIGTRAP)
-		return snap_fail(ctx, -ECHILD, "pid %d: the restorer %s", pid, ptrace_status_str(status, why, sizeof(why)));
-	for (int i = 0; i < 2; i++) {
-		if (ptrace(PTRACE_SYSCALL, pid, 0, 0))
-			return snap_fail(ctx, -errno, "pid %d: cannot step into rt_sigreturn: %m", pid);
-		r = ptrace_wait(pid, &status);
-		if (r || !WIFSTOPPED(status) || !ptrace_is_syscall_stop(status))
-			return snap_fail(ctx, -ECHILD, "pid %d: rt_sigreturn did not complete: %s", pid,
-					 r ? strerror(-r) : ptrace_status_str(status, why, sizeof(why)));
+		return r;
+	if (ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE) ||
+	    ptrace(PTRACE_CONT, pid, 0, 0))
+		return snap_fail(ctx, -errno, "pid %d: cannot follow thread creation: %m", pid);
+	for (size_t i = 1; i < rt->nr_threads; i++) {
+		pid_t tid = rt->threads[i]->tid;
+
+		r = expect_stop(ctx, pid, pid, status_fd, 0, PTRACE_EVENT_CLONE, "creating threads");
+		if (!r && ptrace(PTRACE_CONT, pid, 0, 0))
+			r = snap_fail(ctx, -errno, "pid %d: cannot resume: %m", pid);
+		if (!r)
+			r = expect_stop(ctx, pid, tid, status_fd, 0, PTRACE_EVENT_STOP, "starting a thread");
+		if (!r && ptrace(PTRACE_CONT, tid, 0, 0))
+			r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot resume: %m", pid, tid);
+		if (!r)
+			r = expect_stop(ctx, pid, tid, status_fd, SIGTRAP, 0, "restoring a thread");
+		if (r)
+			return r;
 	}
+	r = expect_stop(ctx, pid, pid, status_fd, SIGTRAP, 0, "restoring the main thread");
+	for (size_t i = 0; !r && i < rt->nr_threads; i++)
+		r = step_through_sigreturn(ctx, pid, rt->threads[i]->tid, status_fd);
+	if (r)
+		return r;
+
 	r = arch_get_regs(pid, &regs);
 	if (r)
 		return snap_fail(ctx, r, "pid %d: cannot read the restored registers: %s", pid, strerror(-r));
@@ -670,8 +754,9 @@ static int finish_child(struct snap_ctx *ctx, pid_t pid, const struct restore_ta
 		r = snap_fail(ctx, (int)ret, "pid %d: cannot unmap the restorer: %s", pid, strerror((int)-ret));
 	if (!r && (r = arch_set_regs(pid, &regs)))
 		snap_fail(ctx, r, "pid %d: cannot put the restored registers back: %s", pid, strerror(-r));
-	if (!r && ptrace(PTRACE_DETACH, pid, 0, 0))
-		r = snap_fail(ctx, -errno, "pid %d: cannot detach: %m", pid);
+	for (size_t i = 0; !r && i < rt->nr_threads; i++)
+		if (ptrace(PTRACE_DETACH, rt->threads[i]->tid, 0, 0))
+			r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot detach: %m", pid, rt->threads[i]->tid);
 	return r;
 }
 
@@ -716,7 +801,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		proc_vma_list_free(&self);
 	}
 	if (!r)
-		r = pid_in_use(ctx, rt.pstree->pid);
+		for (size_t i = 0; !r && i < rt.nr_threads; i++)
+			r = pid_in_use(ctx, rt.threads[i]->tid);
 	stage_end(ctx, SNAP_STAGE_READ, t0);
 	if (r)
 		goto out;
@@ -761,6 +847,9 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	stage_end(ctx, SNAP_STAGE_FORK, t0);
 
 	r = read_status(ctx, status_pipe[0], pid, &cs);
+	if (r == 0)
+		r = snap_fail(ctx, -ECHILD, "pid %d: the new process ended before its restorer started", pid);
+	r = r < 0 ? r : 0;
 	ctx->stats.stage_ns[SNAP_STAGE_PREMAP] = cs.premap_ns;
 	ctx->stats.stage_ns[SNAP_STAGE_FILL] = cs.fill_ns;
 	ctx->stats.pages_bytes = cs.pages_bytes;
@@ -769,7 +858,7 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		goto out;
 
 	t0 = stage_begin();
-	r = finish_child(ctx, pid, &rt, cs.region, cs.region_len);
+	r = finish_child(ctx, pid, &rt, cs.region, cs.region_len, status_pipe[0]);
 	stage_end(ctx, SNAP_STAGE_RESTORER, t0);
 	if (r)
 		goto out;

@@ -1,4 +1,4 @@
-/* Freezing a process with PTRACE_SEIZE + PTRACE_INTERRUPT, and letting it go again. */
+/* Freezing every thread of a process with PTRACE_SEIZE + PTRACE_INTERRUPT, and letting them go again. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -11,11 +11,101 @@
 #include "ptrace.h"
 #include "task.h"
 
+static struct dump_thread *find_thread(struct dump_task *t, pid_t tid)
+{
+	for (size_t i = 0; i < t->nr_threads; i++)
+		if (t->threads[i].tid == tid)
+			return &t->threads[i];
+	return NULL;
+}
+
+static struct dump_thread *add_thread(struct snap_ctx *ctx, struct dump_task *t, pid_t tid)
+{
+	if (t->nr_threads == t->cap_threads) {
+		size_t cap = t->cap_threads ? t->cap_threads * 2 : 8;
+		struct dump_thread *n = realloc(t->threads, cap * sizeof(*n));
+
+		if (!n) {
+			snap_fail(ctx, -ENOMEM, "out of memory");
+			return NULL;
+		}
+		t->threads = n;
+		t->cap_threads = cap;
+	}
+	memset(&t->threads[t->nr_threads], 0, sizeof(t->threads[0]));
+	t->threads[t->nr_threads].tid = tid;
+	return &t->threads[t->nr_threads++];
+}
+
+/*
+ * Waits for @th's interrupt stop. A signal may be delivered before it: let
+ * it through (the handler frame becomes part of what we dump) rather than
+ * swallow it; the interrupt stays pending and stops the thread next.
+ * Returns 1 if the thread exited meanwhile.
+ */
+static int wait_interrupt_stop(struct snap_ctx *ctx, pid_t pid, struct dump_thread *th)
+{
+	char why[96];
+	int status, r;
+
+	for (;;) {
+		r = ptrace_wait(th->tid, &status);
+		if (r)
+			return snap_fail(ctx, r, "pid %d: tid %d: wait for the freeze: %s", pid, th->tid, strerror(-r));
+		if (!WIFSTOPPED(status)) {
+			th->seized = false;
+			if (th->tid == pid)
+				return snap_fail(ctx, -ESRCH, "pid %d %s while being frozen", pid,
+						 ptrace_status_str(status, why, sizeof(why)));
+			return 1;
+		}
+		if ((status >> 16) == PTRACE_EVENT_STOP)
+			break;
+		if (ptrace(PTRACE_CONT, th->tid, 0, WSTOPSIG(status)))
+			return snap_fail(ctx, -errno, "pid %d: tid %d: cannot pass signal %d on: %m", pid, th->tid,
+					 WSTOPSIG(status));
+	}
+	th->stopped = true;
+	return 0;
+}
+
+static int seize_thread(struct snap_ctx *ctx, struct dump_task *t, pid_t tid)
+{
+	struct dump_thread *th;
+	int r;
+
+	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD)) {
+		r = -errno;
+		if (r == -ESRCH && tid != t->pid)
+			return 0; /* it exited between listing and seizing */
+		if (r == -ESRCH)
+			return snap_fail(ctx, r, "pid %d: no such process", t->pid);
+		if (r == -EPERM)
+			return snap_fail(ctx, r, "pid %d: not permitted to trace it (ptrace: %s)", t->pid, strerror(-r));
+		return snap_fail(ctx, r, "pid %d: tid %d: cannot seize: %s", t->pid, tid, strerror(-r));
+	}
+	th = add_thread(ctx, t, tid);
+	if (!th) {
+		ptrace(PTRACE_DETACH, tid, 0, 0);
+		return -ENOMEM;
+	}
+	th->seized = true;
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0))
+		return snap_fail(ctx, -errno, "pid %d: tid %d: cannot interrupt: %m", t->pid, tid);
+	r = wait_interrupt_stop(ctx, t->pid, th);
+	if (r == 1) {
+		/* Gone already: forget it. */
+		t->nr_threads--;
+		return 0;
+	}
+	return r;
+}
+
 int seize_task(struct snap_ctx *ctx, struct dump_task *t)
 {
 	pid_t pid = t->pid;
-	char why[96];
-	int status, r;
+	bool added;
+	int r;
 
 	r = proc_read_status(ctx, pid, &t->status);
 	if (r) {
@@ -32,83 +122,70 @@ int seize_task(struct snap_ctx *ctx, struct dump_task *t)
 	if (t->status.state == 'Z' || t->status.state == 'X')
 		return snap_fail(ctx, -ESRCH, "pid %d is a zombie", pid);
 
-	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_TRACESYSGOOD)) {
-		r = -errno;
-		if (r == -ESRCH)
-			return snap_fail(ctx, r, "pid %d: no such process", pid);
-		if (r == -EPERM)
-			return snap_fail(ctx, r, "pid %d: not permitted to trace it (ptrace: %s)", pid, strerror(-r));
-		return snap_fail(ctx, r, "pid %d: cannot seize: %s", pid, strerror(-r));
-	}
-	t->seized = true;
-	if (ptrace(PTRACE_INTERRUPT, pid, 0, 0))
-		return snap_fail(ctx, -errno, "pid %d: cannot interrupt: %m", pid);
+	/* The leader first: it is threads[0] from here on. */
+	r = seize_thread(ctx, t, pid);
+	if (r)
+		return r;
+	if (!t->nr_threads)
+		return snap_fail(ctx, -ESRCH, "pid %d exited while being frozen", pid);
 
-	/*
-	 * A signal may be delivered before our interrupt is reported. Let it
-	 * through (the handler frame becomes part of what we dump) rather than
-	 * swallow it; the interrupt stays pending and stops the task next.
-	 */
-	for (;;) {
-		r = ptrace_wait(pid, &status);
-		if (r)
-			return snap_fail(ctx, r, "pid %d: wait for the freeze: %s", pid, strerror(-r));
-		if (!WIFSTOPPED(status)) {
-			t->seized = false;
-			return snap_fail(ctx, -ESRCH, "pid %d %s while being frozen", pid,
-					 ptrace_status_str(status, why, sizeof(why)));
+	/* Every thread the listing shows, again and again until a listing brings nothing new. */
+	do {
+		int *ids = NULL;
+		size_t nr = 0;
+
+		added = false;
+		r = proc_list_ids(ctx, pid, "task", &ids, &nr);
+		for (size_t i = 0; !r && i < nr; i++) {
+			if (find_thread(t, ids[i]))
+				continue;
+			r = seize_thread(ctx, t, ids[i]);
+			added = true;
 		}
-		if ((status >> 16) == PTRACE_EVENT_STOP)
-			break;
-		if (ptrace(PTRACE_CONT, pid, 0, WSTOPSIG(status)))
-			return snap_fail(ctx, -errno, "pid %d: cannot pass signal %d on: %m", pid, WSTOPSIG(status));
-	}
-	return 0;
+		free(ids);
+	} while (!r && added);
+	return r;
 }
 
-/* This version dumps one single-threaded process without children. */
 int seize_check_alone(struct snap_ctx *ctx, struct dump_task *t)
 {
-	char name[64];
-	int *ids = NULL;
-	size_t nr = 0;
-	FILE *f;
-	int r, child = 0;
+	for (size_t i = 0; i < t->nr_threads; i++) {
+		char name[64];
+		int child = 0, r = 0;
+		FILE *f;
 
-	r = proc_list_ids(ctx, t->pid, "task", &ids, &nr);
-	if (r)
-		return r;
-	for (size_t i = 0; i < nr; i++) {
-		if (ids[i] != t->pid) {
+		snprintf(name, sizeof(name), "task/%d/children", t->threads[i].tid);
+		f = proc_fopen(t->pid, name);
+		if (!f)
+			return snap_fail(ctx, -errno, "pid %d: cannot open /proc/%d/%s: %m", t->pid, t->pid, name);
+		if (fscanf(f, "%d", &child) == 1)
 			r = snap_fail(ctx, -EOPNOTSUPP,
-				      "pid %d: thread %d is not supported yet (only single-threaded processes)", t->pid,
-				      ids[i]);
-			break;
-		}
+				      "pid %d: child process %d is not supported yet (only single processes)", t->pid,
+				      child);
+		fclose(f);
+		if (r)
+			return r;
 	}
-	free(ids);
-	if (r)
-		return r;
-
-	snprintf(name, sizeof(name), "task/%d/children", t->pid);
-	f = proc_fopen(t->pid, name);
-	if (!f)
-		return snap_fail(ctx, -errno, "pid %d: cannot open /proc/%d/%s: %m", t->pid, t->pid, name);
-	if (fscanf(f, "%d", &child) == 1)
-		r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: child process %d is not supported yet (only single processes)",
-			      t->pid, child);
-	fclose(f);
-	return r;
+	return 0;
 }
 
 void seize_release(struct snap_ctx *ctx, struct dump_task *t, bool kill_it)
 {
 	int status;
+	bool any = false;
 
-	if (!t->seized)
+	for (size_t i = 0; i < t->nr_threads; i++)
+		any |= t->threads[i].seized;
+	if (!any)
 		return;
 	if (kill_it) {
 		kill(t->pid, SIGKILL);
+		/* As tracer we see every thread go; a non-leader thread is reaped by us. */
+		for (size_t i = 1; i < t->nr_threads; i++)
+			if (t->threads[i].seized)
+				while (ptrace_wait(t->threads[i].tid, &status) == 0 && !WIFEXITED(status) &&
+				       !WIFSIGNALED(status))
+					;
 		if (t->stat.ppid == getpid()) {
 			/* We are its parent too: leave the zombie for the caller to reap. */
 			siginfo_t si;
@@ -120,8 +197,11 @@ void seize_release(struct snap_ctx *ctx, struct dump_task *t, bool kill_it)
 			while (ptrace_wait(t->pid, &status) == 0 && !WIFEXITED(status) && !WIFSIGNALED(status))
 				;
 		}
-	} else if (ptrace(PTRACE_DETACH, t->pid, 0, 0)) {
-		snap_warn(ctx, "pid %d: detach failed: %m", t->pid);
+	} else {
+		for (size_t i = 0; i < t->nr_threads; i++)
+			if (t->threads[i].seized && ptrace(PTRACE_DETACH, t->threads[i].tid, 0, 0))
+				snap_warn(ctx, "pid %d: tid %d: detach failed: %m", t->pid, t->threads[i].tid);
 	}
-	t->seized = false;
+	for (size_t i = 0; i < t->nr_threads; i++)
+		t->threads[i].seized = t->threads[i].stopped = false;
 }

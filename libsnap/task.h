@@ -24,40 +24,68 @@ struct dump_fd {
 	uint64_t size;
 };
 
-struct dump_task {
-	pid_t pid;
-	bool seized;
-	struct proc_stat stat;
-	struct proc_status status;
-	struct proc_vma_list vmas;
-	struct arch_thread_state thread;
+/* One thread of a task, frozen. */
+struct dump_thread {
+	pid_t tid;
+	bool seized; /* ours to release */
+	bool stopped; /* in a ptrace stop we caused */
+	struct arch_thread_state state;
 	uint64_t sigmask;
 	bool has_rseq;
 	struct __ptrace_rseq_configuration rseq; /* glibc <sys/ptrace.h> */
 	uint64_t robust_head, robust_len;
+	char comm[16];
+	struct parasite_thread_info info; /* from the parasite */
+	char **backtrace;		  /* "0x... symbol+off" lines, diagnostics only */
+	size_t nr_frames;
+};
+
+struct dump_task {
+	pid_t pid;
+	struct dump_thread *threads; /* threads[0] is the leader (tid == pid) */
+	size_t nr_threads, cap_threads;
+	struct proc_stat stat;
+	struct proc_status status;
+	struct proc_vma_list vmas;
 	char *exe, *cwd, *root;
 	uint64_t *auxv;
 	size_t nr_auxv;
 	struct dump_fd *fds;
 	size_t nr_fds;
 	struct parasite_ctl *parasite;
+	void *unwind_as; /* libunwind address space shared by the threads' backtraces */
 	/* Copied out of the parasite's shared area before it goes away. */
 	struct parasite_sigaction sigactions[PARASITE_NSIG];
 	struct parasite_misc misc;
 };
 
-/* seize.c: freeze and release. */
+/*
+ * seize.c: freezes every thread of the task, re-listing them until no new
+ * one appears (a thread can create threads until it is itself stopped).
+ */
 int seize_task(struct snap_ctx *ctx, struct dump_task *t);
+/* This version dumps one process: no children. */
 int seize_check_alone(struct snap_ctx *ctx, struct dump_task *t);
-/* Detaches (the task runs on as before) or kills it. */
+/* Detaches every thread (the task runs on as before) or kills the task. */
 void seize_release(struct snap_ctx *ctx, struct dump_task *t, bool kill_it);
+static inline struct dump_thread *task_leader(struct dump_task *t)
+{
+	return &t->threads[0];
+}
 
 /* infect.c: the parasite. */
 int infect(struct snap_ctx *ctx, struct dump_task *t);
 int parasite_run(struct snap_ctx *ctx, struct dump_task *t, enum parasite_cmd cmd);
+/* Runs the parasite in thread mode in @th (not the leader): fills th->info. */
+int parasite_run_thread(struct snap_ctx *ctx, struct dump_task *t, struct dump_thread *th);
 const struct parasite_shared *parasite_shared(const struct dump_task *t);
 /* Removes the parasite and puts registers, FPU state and signal mask back. */
 int cure(struct snap_ctx *ctx, struct dump_task *t);
+
+/* backtrace.c: where each thread was frozen, through libunwind's ptrace unwinder. */
+void backtrace_collect(struct snap_ctx *ctx, struct dump_task *t, struct dump_thread *th);
+void backtrace_free(struct dump_thread *th);
+void backtrace_task_free(struct dump_task *t);
 
 /* files.c */
 int files_collect(struct snap_ctx *ctx, struct dump_task *t);

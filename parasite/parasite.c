@@ -22,9 +22,8 @@ static long dump_sigactions(struct parasite_shared *sh)
 	return 0;
 }
 
-static long dump_misc(struct parasite_shared *sh)
+static long dump_thread(struct parasite_thread_info *ti)
 {
-	struct parasite_misc *m = &sh->misc;
 	struct {
 		uint64_t sp;
 		int32_t flags;
@@ -33,24 +32,32 @@ static long dump_misc(struct parasite_shared *sh)
 	} ss;
 	long r;
 
-	r = sys_prctl(PR_GET_TID_ADDRESS, (long)&m->clear_child_tid, 0, 0, 0);
+	r = sys_prctl(PR_GET_TID_ADDRESS, (long)&ti->clear_child_tid, 0, 0, 0);
 	if (r)
 		return r;
-	m->brk = (uint64_t)sys1(__NR_brk, 0);
 	r = sys_sigaltstack(0, &ss);
 	if (r)
 		return r;
-	m->altstack_sp = ss.sp;
-	m->altstack_size = ss.size;
-	m->altstack_flags = ss.flags;
+	ti->altstack_sp = ss.sp;
+	ti->altstack_size = ss.size;
+	ti->altstack_flags = ss.flags;
+	return 0;
+}
+
+static long dump_misc(struct parasite_shared *sh)
+{
+	struct parasite_misc *m = &sh->misc;
+	long r;
+
+	m->brk = (uint64_t)sys1(__NR_brk, 0);
 	r = sys1(__NR_personality, 0xffffffff);
 	if (r < 0)
 		return r;
 	m->personality = (uint32_t)r;
-	return 0;
+	return dump_thread(&sh->leader);
 }
 
-long blob_main(struct parasite_shared *sh)
+static long serve(struct parasite_shared *sh)
 {
 	int sk = sh->sock_fd;
 
@@ -81,4 +88,15 @@ long blob_main(struct parasite_shared *sh)
 	}
 	sys_close(sk);
 	return 0;
+}
+
+long blob_main(void *arg)
+{
+	if (*(uint32_t *)arg == PARASITE_MODE_THREAD) {
+		struct parasite_thread_args *ta = arg;
+
+		ta->info.ret = (int32_t)dump_thread(&ta->info);
+		return 0;
+	}
+	return serve(arg);
 }

@@ -5,6 +5,7 @@
  * returns into the saved registers through rt_sigreturn.
  */
 #include <linux/mman.h>
+#include <linux/sched.h>
 #include <linux/signal.h>
 
 #include "restorer.h"
@@ -17,6 +18,7 @@
 #define MREMAP_MAYMOVE 1
 #endif
 #define RSEQ_FLAG_UNREGISTER_NONE 0
+#define EEXIST 17
 
 __attribute__((noreturn)) static void fail(const struct restorer_args *a, const char *what, uint64_t addr,
 					   long err)
@@ -37,8 +39,36 @@ static void move_area(const struct restorer_args *a, uint64_t from, uint64_t len
 		fail(a, what, to, r < 0 ? r : -14);
 }
 
+/* Per-thread state, set by the thread itself, then into its saved registers. */
+__attribute__((noreturn)) static void thread_main(void *arg)
+{
+	const struct restorer_thread *t = arg;
+	const struct restorer_args *a = (const void *)t->args;
+	long r;
+
+	sys_prctl(PR_SET_NAME, (long)t->comm, 0, 0, 0);
+	sys1(__NR_set_tid_address, t->clear_child_tid);
+	if (t->robust_list) {
+		r = sys2(__NR_set_robust_list, t->robust_list, t->robust_list_len);
+		if (r)
+			fail(a, "set_robust_list", t->robust_list, r);
+	}
+	if (t->has_rseq) {
+		r = sys4(__NR_rseq, t->rseq_addr, t->rseq_len, RSEQ_FLAG_UNREGISTER_NONE, t->rseq_sig);
+		if (r)
+			fail(a, "rseq registration", t->rseq_addr, r);
+	}
+	r = arch_blob_set_tls(t->tls);
+	if (r)
+		fail(a, "setting TLS", t->tls[0], r);
+	/* The engine steps us through rt_sigreturn; once every thread is through, it removes this blob. */
+	rt_stop_for_tracer();
+	arch_blob_sigreturn(t->sigreturn_sp);
+}
+
 long blob_main(struct restorer_args *a)
 {
+	const struct restorer_thread *threads = (const void *)a->threads;
 	const struct restorer_vma *vmas = (const void *)a->vmas;
 	const struct restorer_range *unmap = (const void *)a->unmap;
 	const struct restorer_special *special = (const void *)a->special;
@@ -95,24 +125,23 @@ long blob_main(struct restorer_args *a)
 	}
 
 	sys1(__NR_umask, a->umask);
-	sys_prctl(PR_SET_NAME, (long)a->comm, 0, 0, 0);
-	sys1(__NR_set_tid_address, a->clear_child_tid);
-	if (a->robust_list) {
-		r = sys2(__NR_set_robust_list, a->robust_list, a->robust_list_len);
-		if (r)
-			fail(a, "set_robust_list", a->robust_list, r);
-	}
-	if (a->has_rseq) {
-		r = sys4(__NR_rseq, a->rseq_addr, a->rseq_len, RSEQ_FLAG_UNREGISTER_NONE, a->rseq_sig);
-		if (r)
-			fail(a, "rseq registration", a->rseq_addr, r);
-	}
-	r = arch_blob_set_tls(a->tls);
-	if (r)
-		fail(a, "setting TLS", a->tls[0], r);
 
-	sys_close(a->status_fd);
-	/* The engine steps us through rt_sigreturn, then removes this blob. */
+	/* The engine now follows thread creation; then the other threads, each into its own state. */
 	rt_stop_for_tracer();
-	arch_blob_sigreturn(a->sigreturn_sp);
+	for (uint32_t i = 1; i < a->nr_threads; i++) {
+		const struct restorer_thread *t = &threads[i];
+		struct clone_args ca = {
+			.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM,
+			.stack = t->stack_top - RESTORER_THREAD_STACK_SIZE,
+			.stack_size = RESTORER_THREAD_STACK_SIZE,
+			.set_tid = (uint64_t)&t->tid,
+			.set_tid_size = 1,
+		};
+
+		r = arch_blob_clone_thread(&ca, sizeof(ca), thread_main, (void *)t);
+		if (r != t->tid)
+			fail(a, "creating thread", (uint64_t)t->tid, r < 0 ? r : -EEXIST);
+	}
+	sys_close(a->status_fd);
+	thread_main((void *)&threads[0]);
 }

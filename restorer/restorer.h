@@ -11,6 +11,7 @@
 #include <linux/prctl.h>
 
 #define RESTORER_STACK_SIZE (64u << 10)
+#define RESTORER_THREAD_STACK_SIZE (16u << 10)
 #define RESTORER_NSIG 64
 
 /* One memory area premapped (and filled) by the engine, to be moved into place. */
@@ -42,11 +43,27 @@ struct restorer_sigaction {
 	uint64_t mask;
 };
 
+/* What each thread sets for itself before it returns into its registers. */
+struct restorer_thread {
+	int32_t tid;
+	int32_t has_rseq;
+	uint64_t clear_child_tid;
+	uint64_t robust_list, robust_list_len;
+	uint64_t rseq_addr;
+	uint32_t rseq_len, rseq_sig;
+	char comm[16];
+	uint64_t tls[2];       /* arch_blob_set_tls() */
+	uint64_t sigreturn_sp; /* frame built by arch_build_sigframe() */
+	uint64_t stack_top;    /* the restorer's stack in this thread (not used by the leader) */
+	uint64_t args;	       /* back to struct restorer_args, for failure reports */
+};
+
 struct restorer_args {
 	int32_t status_fd; /* error text to the engine; closed on success */
 	int32_t exe_fd;	   /* for PR_SET_MM_MAP, closed after use */
-	int32_t has_rseq;
 	uint32_t umask;
+	uint32_t nr_threads;
+	uint64_t threads; /* struct restorer_thread[nr_threads]; [0] is the leader */
 
 	uint64_t vmas; /* struct restorer_vma[nr_vmas] */
 	uint32_t nr_vmas;
@@ -60,14 +77,6 @@ struct restorer_args {
 
 	struct restorer_sigaction sigactions[RESTORER_NSIG]; /* index = signal - 1 */
 
-	uint64_t clear_child_tid;
-	uint64_t robust_list, robust_list_len;
-	uint64_t rseq_addr;
-	uint32_t rseq_len, rseq_sig;
-
-	char comm[16];
-	uint64_t tls[2];       /* arch_blob_set_tls() */
-	uint64_t sigreturn_sp; /* frame built by arch_build_sigframe() */
 };
 
 #endif

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(meson ninja-build pkg-config gcc libc6-dev protobuf-c-compiler libprotobuf-c-dev
-	libelf-dev libxxhash-dev libcriterion-dev clang libclang-rt-14-dev python3)
+	libelf-dev libxxhash-dev libcriterion-dev libunwind-dev clang libclang-rt-14-dev python3)
 
 install_missing() {
 	local missing=()

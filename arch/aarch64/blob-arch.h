@@ -30,6 +30,32 @@ static inline long arch_blob_set_tls(const uint64_t tls[2])
 	return 0;
 }
 
+/*
+ * clone3() for a thread of the restorer: the parent gets the new tid (or
+ * -errno); the child starts on the stack clone_args gives it, calls
+ * @fn(@arg) and never returns. Only registers the kernel keeps across the
+ * call carry fn and arg into the child.
+ */
+static inline long arch_blob_clone_thread(void *clone_args, unsigned long size, void (*fn)(void *), void *arg)
+{
+	register long x8 __asm__("x8") = __NR_clone3;
+	register long x0 __asm__("x0") = (long)clone_args;
+	register long x1 __asm__("x1") = (long)size;
+	register long x19 __asm__("x19") = (long)fn;
+	register long x20 __asm__("x20") = (long)arg;
+
+	__asm__ volatile("svc #0\n\t"
+			 "cbnz x0, 1f\n\t"
+			 "mov x0, x20\n\t"
+			 "blr x19\n\t"
+			 "brk #0\n\t"
+			 "1:\n\t"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x19), "r"(x20)
+			 : "memory");
+	return x0;
+}
+
 /* Enters the saved registers: the frame at @sp was built by arch_build_sigframe(). */
 __attribute__((noreturn)) static inline void arch_blob_sigreturn(uint64_t sp)
 {

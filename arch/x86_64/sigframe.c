@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 
 #include "arch.h"
 
@@ -108,15 +110,23 @@ int arch_build_sigframe(struct snap_ctx *ctx, const ThreadCoreEntry *tc, void *b
 	/*
 	 * Frozen inside an interrupted system call: rt_sigreturn disables the
 	 * kernel's restart logic, so do what it would have done with no handler
-	 * to run. A restart block (nanosleep, poll timeouts) is kernel state we
-	 * do not have; the call starts over with its original arguments.
+	 * to run. A restart block is kernel state we do not have, so such a
+	 * call starts over with its arguments — except that a relative sleep
+	 * which asked for the remaining time got it written to user memory
+	 * when it was interrupted (and that memory is in the image): it sleeps
+	 * just that. Others (poll, futex timeouts) wait their full time again.
 	 */
 	if ((int64_t)g->orig_ax >= 0) {
 		switch (-ax) {
+		case ERESTART_RESTARTBLOCK:
+			if (g->orig_ax == __NR_nanosleep && g->si)
+				sc->di = g->si; /* nanosleep(req, rem) -> nanosleep(rem, rem) */
+			else if (g->orig_ax == __NR_clock_nanosleep && !(g->si & TIMER_ABSTIME) && g->r10)
+				sc->dx = g->r10; /* clock_nanosleep(clk, 0, req, rem) -> (clk, 0, rem, rem) */
+			/* fall through */
 		case ERESTARTSYS:
 		case ERESTARTNOINTR:
 		case ERESTARTNOHAND:
-		case ERESTART_RESTARTBLOCK:
 			sc->ax = g->orig_ax;
 			sc->ip = g->ip - 2;
 			break;

@@ -77,11 +77,6 @@ Test(dump_failures, pipe)
 	expect_refused("pipe", "pipe");
 }
 
-Test(dump_failures, thread)
-{
-	expect_refused("thread", "thread");
-}
-
 Test(dump_failures, child)
 {
 	expect_refused("child", "child");

@@ -1,6 +1,5 @@
 /* Workload: holds one kind of state the engine must refuse to dump, and wl-heap's data besides. */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -13,26 +12,15 @@
 #include "wl.h"
 
 /*
- * Usage: wl-refuse CTLDIR socket|pipe|thread|child
+ * Usage: wl-refuse CTLDIR socket|pipe|child
  * After a refused dump it must go on exactly as before: the check after go
  * covers the heap data and the refused object itself (data still in the
- * socket or pipe, the thread or child still alive).
+ * socket or pipe, the child still alive).
  */
 
 static const char msg[] = "ping";
 static int fds[2] = { -1, -1 };
-static pthread_t thread;
 static pid_t child;
-
-static void *sleeper(void *arg)
-{
-	const struct timespec s = { .tv_sec = 1 };
-
-	(void)arg;
-	for (;;)
-		nanosleep(&s, NULL);
-	return NULL;
-}
 
 static void setup(const char *mode)
 {
@@ -46,10 +34,6 @@ static void setup(const char *mode)
 		/* Bytes in flight must still be there after the refused dump. */
 		if (write(fds[1], msg, sizeof(msg)) != sizeof(msg))
 			wl_die("write to the %s failed: %m", mode);
-	} else if (strcmp(mode, "thread") == 0) {
-		r = pthread_create(&thread, NULL, sleeper, NULL);
-		if (r != 0)
-			wl_die("pthread_create failed: %s", strerror(r));
 	} else if (strcmp(mode, "child") == 0) {
 		child = fork();
 		if (child < 0)
@@ -78,9 +62,6 @@ static void check(const char *mode)
 
 		wl_expect(n == sizeof(msg) && memcmp(buf, msg, sizeof(msg)) == 0,
 			  "%s: read %zd bytes \"%.*s\", expected \"%s\"", mode, n, n > 0 ? (int)n : 0, buf, msg);
-	} else if (strcmp(mode, "thread") == 0) {
-		r = pthread_tryjoin_np(thread, NULL);
-		wl_expect(r == EBUSY, "second thread is gone (pthread_tryjoin_np: %s)", strerror(r));
 	} else if (child > 0) {
 		r = waitpid(child, &status, WNOHANG);
 		wl_expect(r == 0, "child %d is gone (waitpid returned %d, status %#x)", (int)child, (int)r,
