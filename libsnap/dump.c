@@ -160,37 +160,46 @@ static int write_core(struct snap_ctx *ctx, struct dump_task *t, struct img_dir 
 	return img_writer_close(ctx, w);
 }
 
-static int write_pstree(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
+static int write_pstree(struct snap_ctx *ctx, struct dump_tree *tree, struct img_dir *dir)
 {
-	PstreeEntry pe = PSTREE_ENTRY__INIT;
-	int32_t *tids = calloc(t->nr_threads, sizeof(*tids));
 	struct img_writer *w;
 	int r;
 
-	if (!tids)
-		return snap_fail(ctx, -ENOMEM, "out of memory");
-	for (size_t i = 0; i < t->nr_threads; i++)
-		tids[i] = t->threads[i].tid;
-
-	pe.pid = t->pid;
-	pe.ppid = t->stat.ppid;
-	pe.pgid = t->stat.pgrp;
-	pe.sid = t->stat.session;
-	pe.threads = tids;
-	pe.n_threads = t->nr_threads;
 	r = img_writer_open(ctx, dir, IMG_KIND_PSTREE, 0, &w);
-	if (!r) {
+	for (size_t k = 0; !r && k < tree->nr; k++) {
+		const struct dump_task *t = &tree->tasks[k];
+		PstreeEntry pe = PSTREE_ENTRY__INIT;
+		int32_t *tids = calloc(t->nr_threads + 1, sizeof(*tids));
+
+		if (!tids) {
+			r = snap_fail(ctx, -ENOMEM, "out of memory");
+			break;
+		}
+		for (size_t i = 0; i < t->nr_threads; i++)
+			tids[i] = t->threads[i].tid;
+		pe.pid = t->pid;
+		pe.ppid = t->stat.ppid;
+		pe.pgid = t->stat.pgrp;
+		pe.sid = t->stat.session;
+		pe.threads = tids;
+		pe.n_threads = t->nr_threads;
+		if (t->zombie) {
+			pe.has_zombie = pe.has_exit_status = 1;
+			pe.zombie = 1;
+			pe.exit_status = t->exit_status;
+		}
 		r = img_write_msg(ctx, w, &pe.base);
-		if (r)
-			img_writer_close(ctx, w);
-		else
-			r = img_writer_close(ctx, w);
+		free(tids);
 	}
-	free(tids);
-	return r;
+	if (r) {
+		if (w)
+			img_writer_close(ctx, w);
+		return r;
+	}
+	return img_writer_close(ctx, w);
 }
 
-static int finish_inventory(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
+static int finish_inventory(struct snap_ctx *ctx, pid_t root, struct img_dir *dir)
 {
 	InventoryEntry inv = INVENTORY_ENTRY__INIT;
 	char boot_id[64] = "";
@@ -212,18 +221,57 @@ static int finish_inventory(struct snap_ctx *ctx, struct dump_task *t, struct im
 	inv.page_size = (uint32_t)sysconf(_SC_PAGESIZE);
 	inv.kernel_release = u.release;
 	inv.boot_id = boot_id;
-	inv.root_pid = t->pid;
+	inv.root_pid = root;
 	inv.dump_time_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
 	return img_dir_finish(ctx, dir, &inv);
 }
 
+/* What the parasite tells of one task: signal actions, process-wide state, and every thread's own. */
+static int drain_task(struct snap_ctx *ctx, struct dump_task *t)
+{
+	int r;
+
+	r = parasite_run(ctx, t, PARASITE_CMD_DUMP_SIGACTIONS);
+	if (!r)
+		r = parasite_run(ctx, t, PARASITE_CMD_DUMP_MISC);
+	if (!r) {
+		memcpy(t->sigactions, parasite_shared(t)->sigactions, sizeof(t->sigactions));
+		t->misc = parasite_shared(t)->misc;
+		task_leader(t)->info = parasite_shared(t)->leader;
+	}
+	for (size_t i = 1; !r && i < t->nr_threads; i++)
+		r = parasite_run_thread(ctx, t, &t->threads[i]);
+	if (!r && !t->status.has_umask)
+		r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: the kernel does not report its umask", t->pid);
+	return r;
+}
+
+static int write_task(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
+{
+	uint64_t t0;
+	int r;
+
+	r = mem_dump(ctx, t, dir); /* times itself: drain and write */
+	t0 = stage_begin();
+	if (!r)
+		r = write_core(ctx, t, dir);
+	if (!r)
+		r = files_dump(ctx, t, dir);
+	stage_end(ctx, SNAP_STAGE_WRITE, t0);
+	return r;
+}
+
+#define for_each_live_task(tree, t) \
+	for (struct dump_task *t = (tree)->tasks; t < (tree)->tasks + (tree)->nr; t++) \
+		if (!t->zombie)
+
 int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 {
-	struct dump_task t = { 0 };
+	struct dump_tree tree = { 0 };
 	struct img_dir *dir = NULL;
 	bool leave_running;
 	uint64_t t0;
-	int r, cr;
+	int r;
 
 	snap_clear_error(ctx);
 	snap_stats_reset(ctx);
@@ -233,42 +281,31 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 		return snap_fail(ctx, -EINVAL, "snap_dump: no pid given");
 	if (!opts->images_dir)
 		return snap_fail(ctx, -EINVAL, "snap_dump: no images directory given");
-	t.pid = opts->pid;
 	leave_running = opts->flags & SNAP_DUMP_LEAVE_RUNNING;
 
 	t0 = stage_begin();
-	r = seize_task(ctx, &t);
-	if (!r)
-		r = seize_check_alone(ctx, &t);
+	r = seize_tree(ctx, &tree, opts->pid);
 	stage_end(ctx, SNAP_STAGE_FREEZE, t0);
 	if (r)
 		goto out;
 
 	t0 = stage_begin();
-	r = collect(ctx, &t);
+	for_each_live_task(&tree, t) if (!r)
+		r = collect(ctx, t);
 	stage_end(ctx, SNAP_STAGE_COLLECT, t0);
 	if (r)
 		goto out;
 
 	t0 = stage_begin();
-	r = infect(ctx, &t);
+	for_each_live_task(&tree, t) if (!r)
+		r = infect(ctx, t);
 	stage_end(ctx, SNAP_STAGE_INFECT, t0);
 	if (r)
 		goto out;
 
 	t0 = stage_begin();
-	r = parasite_run(ctx, &t, PARASITE_CMD_DUMP_SIGACTIONS);
-	if (!r)
-		r = parasite_run(ctx, &t, PARASITE_CMD_DUMP_MISC);
-	if (!r) {
-		memcpy(t.sigactions, parasite_shared(&t)->sigactions, sizeof(t.sigactions));
-		t.misc = parasite_shared(&t)->misc;
-		task_leader(&t)->info = parasite_shared(&t)->leader;
-	}
-	for (size_t i = 1; !r && i < t.nr_threads; i++)
-		r = parasite_run_thread(ctx, &t, &t.threads[i]);
-	if (!r && !t.status.has_umask)
-		r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: the kernel does not report its umask", t.pid);
+	for_each_live_task(&tree, t) if (!r)
+		r = drain_task(ctx, t);
 	stage_end(ctx, SNAP_STAGE_DRAIN, t0);
 	if (r)
 		goto out;
@@ -276,40 +313,42 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	t0 = stage_begin();
 	r = img_dir_create(ctx, opts->images_dir, &dir);
 	stage_end(ctx, SNAP_STAGE_WRITE, t0);
-	if (!r)
-		r = mem_dump(ctx, &t, dir); /* times itself: drain and write */
-	t0 = stage_begin();
-	if (!r)
-		r = write_core(ctx, &t, dir);
-	if (!r)
-		r = files_dump(ctx, &t, dir);
-	if (!r)
-		r = write_pstree(ctx, &t, dir);
-	stage_end(ctx, SNAP_STAGE_WRITE, t0);
+	for_each_live_task(&tree, t) if (!r)
+		r = write_task(ctx, t, dir);
+	if (!r) {
+		t0 = stage_begin();
+		r = write_pstree(ctx, &tree, dir);
+		stage_end(ctx, SNAP_STAGE_WRITE, t0);
+	}
 	if (r)
 		goto out;
 
 	t0 = stage_begin();
-	r = cure(ctx, &t);
+	for_each_live_task(&tree, t) if (!r)
+		r = cure(ctx, t);
 	stage_end(ctx, SNAP_STAGE_CURE, t0);
 	if (r)
 		goto out;
 
 	t0 = stage_begin();
-	r = finish_inventory(ctx, &t, dir);
+	r = finish_inventory(ctx, opts->pid, dir);
 	dir = NULL;
 	stage_end(ctx, SNAP_STAGE_WRITE, t0);
 out:
-	/* On any failure the task runs on exactly as it was. */
-	cr = cure(ctx, &t);
-	if (!r)
-		r = cr;
 	t0 = stage_begin();
-	seize_release(ctx, &t, !r && !leave_running);
+	/* On any failure every task runs on exactly as it was. */
+	for_each_live_task(&tree, t) {
+		int cr = cure(ctx, t);
+
+		if (!r)
+			r = cr;
+	}
+	for_each_live_task(&tree, t)
+		seize_release(ctx, t, !r && !leave_running);
 	stage_end(ctx, SNAP_STAGE_CURE, t0);
 	if (dir)
 		img_dir_abort(dir);
-	dump_task_free(&t);
+	dump_tree_free(&tree);
 	if (!r && opts->stats_file)
 		r = snap_stats_write_json(ctx, opts->stats_file);
 	return r;

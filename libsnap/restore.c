@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,30 +25,12 @@
 #include "mem.h"
 #include "proc.h"
 #include "ptrace.h"
+#include "restore.h"
 #include "restorer-blob.h"
 #include "../restorer/restorer.h"
 
 #define REGION_GUARD (1ull << 20)
 #define REGION_ALIGN (2ull << 20)
-#define STATUS_MSG_MAX 1024
-
-/* Everything one process's images say, read and validated. */
-struct restore_task {
-	PstreeEntry *pstree;
-	TaskCoreEntry *core;
-	ThreadCoreEntry **threads; /* [0] is the leader; order as in pstree.img */
-	size_t nr_threads;
-	struct mem_image mem;
-	struct files_image files;
-};
-
-/* Child -> parent records on the status pipe. */
-enum { STATUS_STATS = 'S', STATUS_ERROR = 'E' };
-
-struct child_stats {
-	uint64_t premap_ns, fill_ns, pages_bytes, vmas;
-	uint64_t region, region_len; /* what the parent unmaps once the restorer is done */
-};
 
 static uint64_t page_size(void)
 {
@@ -59,10 +42,8 @@ static uint64_t align_up(uint64_t v, uint64_t a)
 	return (v + a - 1) & ~(a - 1);
 }
 
-static void restore_task_free(struct restore_task *rt)
+void restore_task_free(struct restore_task *rt)
 {
-	if (rt->pstree)
-		protobuf_c_message_free_unpacked(&rt->pstree->base, NULL);
 	if (rt->core)
 		protobuf_c_message_free_unpacked(&rt->core->base, NULL);
 	for (size_t i = 0; i < rt->nr_threads; i++)
@@ -106,34 +87,23 @@ static int check_specials(struct snap_ctx *ctx, const struct mem_image *mi, cons
 	return 0;
 }
 
-static int read_task(struct snap_ctx *ctx, struct img_set *set, struct restore_task *rt)
+int restore_check_specials(struct snap_ctx *ctx, const struct restore_task *rt)
 {
-	const InventoryEntry *inv = img_set_inventory(set);
+	struct proc_vma_list self = { 0 };
+	int r = proc_read_vmas(ctx, getpid(), &self);
+
+	if (!r)
+		r = check_specials(ctx, &rt->mem, &self);
+	proc_vma_list_free(&self);
+	return r;
+}
+
+int restore_task_read(struct snap_ctx *ctx, struct img_set *set, PstreeEntry *pe, struct restore_task *rt)
+{
 	struct img_reader *rd;
-	int pid, r;
+	int pid = pe->pid, r;
 
-	r = img_reader_open(ctx, set, IMG_KIND_PSTREE, 0, &rd);
-	if (r)
-		return r;
-	r = img_read_one(ctx, rd, &pstree_entry__descriptor, (ProtobufCMessage **)&rt->pstree);
-	if (!r) {
-		ProtobufCMessage *extra = NULL;
-		int more = img_read_msg(ctx, rd, &pstree_entry__descriptor, &extra);
-
-		if (more > 0) {
-			protobuf_c_message_free_unpacked(extra, NULL);
-			r = snap_fail(ctx, -EOPNOTSUPP, "image pstree.img: more than one process is not supported yet");
-		} else if (more < 0) {
-			r = more;
-		}
-	}
-	img_reader_close(rd);
-	if (r)
-		return r;
-	pid = rt->pstree->pid;
-	if (pid != inv->root_pid || pid <= 0)
-		return snap_fail(ctx, -EINVAL, "image pstree.img: root pid %d does not match the inventory's %d", pid,
-				 inv->root_pid);
+	rt->pstree = pe;
 	if (!rt->pstree->n_threads || rt->pstree->n_threads > (1u << 16) || rt->pstree->threads[0] != pid)
 		return snap_fail(ctx, -EINVAL, "image pstree.img: pid %d: bad thread list (%zu threads)", pid,
 				 rt->pstree->n_threads);
@@ -181,7 +151,7 @@ static int read_task(struct snap_ctx *ctx, struct img_set *set, struct restore_t
 	return r;
 }
 
-static int pid_in_use(struct snap_ctx *ctx, pid_t pid)
+int restore_pid_in_use(struct snap_ctx *ctx, pid_t pid)
 {
 	char comm[64] = "?", path[64];
 	FILE *f;
@@ -419,6 +389,7 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct chil
 	}
 	a->nr_sigactions = RESTORER_NSIG;
 	a->umask = rt->core->umask;
+	a->pdeathsig = 0; /* not dumped yet: none, as a process that never asked for one */
 
 	ALLOC(th, rt->nr_threads);
 	a->threads = (uint64_t)th;
@@ -455,24 +426,23 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct chil
 	return 0;
 }
 
-/* Reports the context's error to the engine, errno first, and ends the half-made process. */
-__attribute__((noreturn)) static void child_fail(struct snap_ctx *ctx, int status_fd, int err)
+void restore_child_fail(struct snap_ctx *ctx, int status_fd, int err)
 {
 	char msg[STATUS_MSG_MAX];
 	int32_t e = err < 0 ? err : -EIO;
-	size_t len = strlen(snap_error(ctx));
+	int len;
 
-	if (len > sizeof(msg) - sizeof(e))
-		len = sizeof(msg) - sizeof(e);
 	memcpy(msg, &e, sizeof(e));
-	memcpy(msg + sizeof(e), snap_error(ctx), len);
-	send_status(status_fd, STATUS_ERROR, msg, sizeof(e) + len);
+	len = snprintf(msg + sizeof(e), sizeof(msg) - sizeof(e), "pid %d: %s", (int)getpid(), snap_error(ctx));
+	if (len < 0 || (size_t)len >= sizeof(msg) - sizeof(e))
+		len = (int)(sizeof(msg) - sizeof(e) - 1);
+	send_status(status_fd, STATUS_ERROR, msg, sizeof(e) + (size_t)len);
 	_exit(1);
 }
 
 /* Runs in the new process: premap, fill, files, then into the restorer. */
-__attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct img_set *set, struct restore_task *rt,
-						    int status_fd, int go_fd)
+void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restore_task *rt, int status_fd,
+			struct restore_ctl *ctl, size_t index)
 {
 	struct mem_image *mi = &rt->mem;
 	struct proc_vma_list self = { 0 };
@@ -480,18 +450,14 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	struct child_stats cs = { 0 };
 	uint64_t ps = page_size(), t0, premap_total = 0, special_total = 0, blob_len = blob_map_size(&restorer_blob);
 	int pages_fd = -1, exe_fd, keep[2], high, r;
-	char c;
 	sigset_t all;
 
-	if (read(go_fd, &c, 1) != 1)
-		_exit(1);
-	close(go_fd);
 	snap_clear_error(ctx);
 
 	t0 = stage_begin();
 	r = proc_read_vmas(ctx, getpid(), &self);
 	if (r)
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	for (size_t i = 0; i < mi->nr_vmas; i++)
 		if (mem_vma_premapped(mi->vmas[i]))
 			premap_total += mi->vmas[i]->end - mi->vmas[i]->start;
@@ -509,13 +475,13 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	L.region_len = blob_len + L.args_len + RESTORER_STACK_SIZE + align_up(special_total, ps) + premap_total;
 	r = find_hole(ctx, &self, mi, L.region_len, &L.region);
 	if (r)
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	/* Reserve it all at once so nothing of ours lands there meanwhile. */
 	if (mmap((void *)L.region, L.region_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
 		 -1, 0) != (void *)L.region) {
 		r = snap_fail(ctx, -errno, "cannot reserve 0x%llx bytes at 0x%llx: %m", (unsigned long long)L.region_len,
 			  (unsigned long long)L.region);
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	}
 	L.blob = L.region;
 	L.args = L.blob + blob_len;
@@ -524,7 +490,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	if (mmap((void *)L.blob, blob_len + L.args_len + RESTORER_STACK_SIZE, PROT_READ | PROT_WRITE | PROT_EXEC,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) {
 		r = snap_fail(ctx, -errno, "cannot map the restorer: %m");
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	}
 	blob_relocate(&restorer_blob, (void *)L.blob, L.blob);
 
@@ -532,7 +498,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	L.premap_prot_of = calloc(mi->nr_vmas ? mi->nr_vmas : 1, sizeof(*L.premap_prot_of));
 	if (!L.premap_of || !L.premap_prot_of) {
 		r = snap_fail(ctx, -ENOMEM, "out of memory");
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	}
 	{
 		uint64_t at = L.scratch + align_up(special_total, ps);
@@ -555,7 +521,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 				fd = open(v->path, mode | O_CLOEXEC);
 				if (fd < 0) {
 					r = snap_fail(ctx, -errno, "cannot open mapped file %s: %m", v->path);
-					child_fail(ctx, status_fd, r);
+					restore_child_fail(ctx, status_fd, r);
 				}
 			}
 			L.premap_prot_of[i] = mem_premap_prot(v, has_pages);
@@ -563,7 +529,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 			if (fd >= 0)
 				close(fd);
 			if (r)
-				child_fail(ctx, status_fd, r);
+				restore_child_fail(ctx, status_fd, r);
 			L.premap_of[i] = at;
 			at += v->end - v->start;
 		}
@@ -573,11 +539,11 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	t0 = stage_begin();
 	pages_fd = img_set_open_pages(ctx, set, mi->head->pages_file, &cs.pages_bytes);
 	if (pages_fd < 0)
-		child_fail(ctx, status_fd, pages_fd);
+		restore_child_fail(ctx, status_fd, pages_fd);
 	ctx->stats.pages_bytes = 0;
 	r = mem_fill(ctx, mi, L.premap_of, pages_fd);
 	if (r)
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	close(pages_fd);
 	cs.fill_ns = snap_now_ns() - t0;
 	cs.pages_bytes = ctx->stats.pages_bytes;
@@ -589,7 +555,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	exe_fd = open(mi->mm->exe, O_RDONLY | O_CLOEXEC);
 	if (exe_fd < 0) {
 		r = snap_fail(ctx, -errno, "cannot open executable %s: %m", mi->mm->exe);
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	}
 	high = files_max_fd(&rt->files) + 1;
 	if (high < 3)
@@ -598,7 +564,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	keep[1] = fcntl(exe_fd, F_DUPFD_CLOEXEC, high);
 	if (keep[0] < 0 || keep[1] < 0) {
 		r = snap_fail(ctx, -errno, "cannot move our descriptors out of the way: %m");
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	}
 	close(exe_fd);
 	close(status_fd);
@@ -608,7 +574,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	if (!r && chdir(rt->files.fs->cwd))
 		r = snap_fail(ctx, -errno, "cannot enter working directory %s: %m", rt->files.fs->cwd);
 	if (r)
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 
 	/* The layout as it is now, with every mapping of ours the steps above made. */
 	proc_vma_list_free(&self);
@@ -616,15 +582,19 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	if (!r)
 		r = build_args(ctx, rt, &L, status_fd, exe_fd, &self);
 	if (r)
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	r = rseq_unregister_self();
 	if (r) {
 		r = snap_fail(ctx, r, "cannot unregister the engine's rseq area: %s", strerror(-r));
-		child_fail(ctx, status_fd, r);
+		restore_child_fail(ctx, status_fd, r);
 	}
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
+	cs.pid = getpid();
 	send_status(status_fd, STATUS_STATS, &cs, sizeof(cs));
+	/* The restorer stops for the engine: it must be tracing us first. */
+	while (!atomic_load(&ctl->go[index]))
+		syscall(SYS_futex, &ctl->go[index], FUTEX_WAIT, 0, NULL, NULL, 0);
 	arch_jump(L.blob + RESTORER_BLOB_OFF_restorer_entry, L.stack_top, L.args);
 }
 
@@ -634,7 +604,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
  * Reads the child's status records until it reports its stats (1: it is
  * about to enter the restorer), reports an error (<0), or is gone (0).
  */
-static int read_status(struct snap_ctx *ctx, int fd, pid_t pid, struct child_stats *cs)
+int restore_read_status(struct snap_ctx *ctx, int fd, struct child_stats *cs)
 {
 	char buf[STATUS_MSG_MAX + 2];
 
@@ -654,9 +624,10 @@ static int read_status(struct snap_ctx *ctx, int fd, pid_t pid, struct child_sta
 			int32_t e;
 
 			memcpy(&e, buf + 1, sizeof(e));
-			return snap_fail(ctx, e < 0 ? e : -EIO, "pid %d: %s", pid, buf + 1 + sizeof(e));
+			return snap_fail(ctx, e < 0 ? e : -EIO, "%s", buf + 1 + sizeof(e));
 		}
-		return snap_fail(ctx, -EIO, "pid %d: %s", pid, buf);
+		/* The restorer blob writes plain text, its pid first. */
+		return snap_fail(ctx, -EIO, "%s", buf);
 	}
 }
 
@@ -670,7 +641,7 @@ static int restorer_failed(struct snap_ctx *ctx, pid_t pid, pid_t tid, int statu
 	n = read(status_fd, buf, sizeof(buf) - 1);
 	if (n > 0) {
 		buf[n] = '\0';
-		return snap_fail(ctx, -EIO, "pid %d: %s", pid, buf);
+		return snap_fail(ctx, -EIO, "%s", buf);
 	}
 	return snap_fail(ctx, -ECHILD, "pid %d: tid %d %s while %s", pid, tid,
 			 ptrace_status_str(status, why, sizeof(why)), waiting);
@@ -708,9 +679,10 @@ static int step_through_sigreturn(struct snap_ctx *ctx, pid_t pid, pid_t tid, in
  * its rt_sigreturn, we step every thread through it, and then remove the
  * restorer region, which no thread executes any more.
  */
-static int finish_child(struct snap_ctx *ctx, pid_t pid, const struct restore_task *rt, uint64_t region,
-			uint64_t region_len, int status_fd)
+int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uint64_t region, uint64_t region_len,
+			int status_fd)
 {
+	pid_t pid = rt->pstree->pid;
 	const VmaEntry *vdso = find_special(&rt->mem, VMA_KIND__VMA_VDSO);
 	long off = vdso_syscall_offset(), ret;
 	uint64_t args[6] = { region, region_len, 0, 0, 0, 0 };
@@ -760,129 +732,3 @@ static int finish_child(struct snap_ctx *ctx, pid_t pid, const struct restore_ta
 	return r;
 }
 
-static int write_pidfile(struct snap_ctx *ctx, const char *path, pid_t pid)
-{
-	FILE *f = fopen(path, "we");
-
-	if (!f || fprintf(f, "%d\n", pid) < 0 || fclose(f))
-		return snap_fail(ctx, -errno, "cannot write pid file %s: %m", path);
-	return 0;
-}
-
-int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret_pid)
-{
-	struct restore_task rt = { 0 };
-	struct img_set *set = NULL;
-	struct child_stats cs = { 0 };
-	struct clone_args ca = { 0 };
-	int status_pipe[2] = { -1, -1 }, go_pipe[2] = { -1, -1 };
-	pid_t want, pid = -1;
-	uint64_t t0;
-	int r, st;
-
-	snap_clear_error(ctx);
-	snap_stats_reset(ctx);
-	if (!opts || opts->size < offsetof(struct snap_restore_opts, stats_file) + sizeof(opts->stats_file))
-		return snap_fail(ctx, -EINVAL, "snap_restore: options struct too small");
-	if (!opts->images_dir)
-		return snap_fail(ctx, -EINVAL, "snap_restore: no images directory given");
-
-	t0 = stage_begin();
-	r = img_set_open(ctx, opts->images_dir, &set);
-	if (!r)
-		r = read_task(ctx, set, &rt);
-	if (!r) {
-		/* The new process is a fork of ours: our kernel areas are the ones it will have. */
-		struct proc_vma_list self = { 0 };
-
-		r = proc_read_vmas(ctx, getpid(), &self);
-		if (!r)
-			r = check_specials(ctx, &rt.mem, &self);
-		proc_vma_list_free(&self);
-	}
-	if (!r)
-		for (size_t i = 0; !r && i < rt.nr_threads; i++)
-			r = pid_in_use(ctx, rt.threads[i]->tid);
-	stage_end(ctx, SNAP_STAGE_READ, t0);
-	if (r)
-		goto out;
-	want = rt.pstree->pid;
-
-	t0 = stage_begin();
-	if (pipe2(status_pipe, O_CLOEXEC) || pipe2(go_pipe, O_CLOEXEC)) {
-		r = snap_fail(ctx, -errno, "cannot create pipes: %m");
-		goto out;
-	}
-	ca.exit_signal = SIGCHLD;
-	ca.set_tid = (uint64_t)&want;
-	ca.set_tid_size = 1;
-	pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
-	if (pid < 0) {
-		r = -errno;
-		pid = -1;
-		if (r == -EEXIST)
-			r = snap_fail(ctx, r, "pid %d is in use; cannot restore with the same pid", want);
-		else
-			r = snap_fail(ctx, r, "cannot create pid %d: %s", want, strerror(-r));
-		goto out;
-	}
-	if (pid == 0) {
-		close(status_pipe[0]);
-		close(go_pipe[1]);
-		restore_child(ctx, set, &rt, status_pipe[1], go_pipe[0]);
-	}
-	close(status_pipe[1]);
-	status_pipe[1] = -1;
-	close(go_pipe[0]);
-	go_pipe[0] = -1;
-	/* Traced from the start: if we die, so does the half-restored process. */
-	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD)) {
-		r = snap_fail(ctx, -errno, "pid %d: cannot trace the new process: %m", pid);
-		goto out;
-	}
-	if (write(go_pipe[1], "g", 1) != 1) {
-		r = snap_fail(ctx, -errno, "pid %d: cannot start the new process: %m", pid);
-		goto out;
-	}
-	stage_end(ctx, SNAP_STAGE_FORK, t0);
-
-	r = read_status(ctx, status_pipe[0], pid, &cs);
-	if (r == 0)
-		r = snap_fail(ctx, -ECHILD, "pid %d: the new process ended before its restorer started", pid);
-	r = r < 0 ? r : 0;
-	ctx->stats.stage_ns[SNAP_STAGE_PREMAP] = cs.premap_ns;
-	ctx->stats.stage_ns[SNAP_STAGE_FILL] = cs.fill_ns;
-	ctx->stats.pages_bytes = cs.pages_bytes;
-	ctx->stats.vmas = cs.vmas;
-	if (r)
-		goto out;
-
-	t0 = stage_begin();
-	r = finish_child(ctx, pid, &rt, cs.region, cs.region_len, status_pipe[0]);
-	stage_end(ctx, SNAP_STAGE_RESTORER, t0);
-	if (r)
-		goto out;
-	if (opts->pidfile)
-		r = write_pidfile(ctx, opts->pidfile, pid);
-out:
-	if (r && pid > 0) {
-		kill(pid, SIGKILL);
-		while (waitpid(pid, &st, __WALL) < 0 && errno == EINTR)
-			;
-	}
-	for (int i = 0; i < 2; i++) {
-		if (status_pipe[i] >= 0)
-			close(status_pipe[i]);
-		if (go_pipe[i] >= 0)
-			close(go_pipe[i]);
-	}
-	restore_task_free(&rt);
-	if (set)
-		img_set_close(set);
-	if (!r) {
-		*ret_pid = pid;
-		if (opts->stats_file)
-			r = snap_stats_write_json(ctx, opts->stats_file);
-	}
-	return r;
-}

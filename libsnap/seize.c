@@ -147,26 +147,163 @@ int seize_task(struct snap_ctx *ctx, struct dump_task *t)
 	return r;
 }
 
-int seize_check_alone(struct snap_ctx *ctx, struct dump_task *t)
+static struct dump_task *tree_find(struct dump_tree *tree, pid_t pid)
 {
+	for (size_t i = 0; i < tree->nr; i++)
+		if (tree->tasks[i].pid == pid)
+			return &tree->tasks[i];
+	return NULL;
+}
+
+static struct dump_task *tree_add(struct snap_ctx *ctx, struct dump_tree *tree, pid_t pid)
+{
+	if (tree->nr == tree->cap) {
+		size_t cap = tree->cap ? tree->cap * 2 : 16;
+		struct dump_task *n = realloc(tree->tasks, cap * sizeof(*n));
+
+		if (!n) {
+			snap_fail(ctx, -ENOMEM, "out of memory");
+			return NULL;
+		}
+		tree->tasks = n;
+		tree->cap = cap;
+	}
+	memset(&tree->tasks[tree->nr], 0, sizeof(tree->tasks[0]));
+	tree->tasks[tree->nr].pid = pid;
+	return &tree->tasks[tree->nr++];
+}
+
+/* A child that exited and waits for its parent: its ids and wait status are all there is. */
+static int add_zombie(struct snap_ctx *ctx, struct dump_task *t)
+{
+	int r = proc_read_stat(ctx, t->pid, &t->stat);
+
+	if (r)
+		return r;
+	t->zombie = true;
+	t->exit_status = t->stat.exit_code;
+	return 0;
+}
+
+/* The children of every thread of @t, as the kernel lists them. */
+static int list_children(struct snap_ctx *ctx, struct dump_task *t, int **ret, size_t *ret_nr)
+{
+	size_t nr = 0, cap = 16;
+	int *ids = malloc(cap * sizeof(*ids)), child;
+
+	if (!ids)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < t->nr_threads; i++) {
 		char name[64];
-		int child = 0, r = 0;
 		FILE *f;
 
 		snprintf(name, sizeof(name), "task/%d/children", t->threads[i].tid);
 		f = proc_fopen(t->pid, name);
-		if (!f)
+		if (!f) {
+			free(ids);
 			return snap_fail(ctx, -errno, "pid %d: cannot open /proc/%d/%s: %m", t->pid, t->pid, name);
-		if (fscanf(f, "%d", &child) == 1)
-			r = snap_fail(ctx, -EOPNOTSUPP,
-				      "pid %d: child process %d is not supported yet (only single processes)", t->pid,
-				      child);
+		}
+		while (fscanf(f, "%d", &child) == 1) {
+			if (nr == cap) {
+				int *n = realloc(ids, (cap *= 2) * sizeof(*ids));
+
+				if (!n) {
+					fclose(f);
+					free(ids);
+					return snap_fail(ctx, -ENOMEM, "out of memory");
+				}
+				ids = n;
+			}
+			ids[nr++] = child;
+		}
 		fclose(f);
-		if (r)
-			return r;
+	}
+	*ret = ids;
+	*ret_nr = nr;
+	return 0;
+}
+
+static bool process_exists(pid_t pid)
+{
+	return !(kill(pid, 0) && errno == ESRCH);
+}
+
+/*
+ * A session or group id must name a process of the tree, one that is gone
+ * (its leader exited: restored with a stand-in), or be the root's own
+ * (inherited from outside at restore, as the root's is).
+ */
+static int check_ids(struct snap_ctx *ctx, struct dump_tree *tree)
+{
+	const struct dump_task *root = &tree->tasks[0];
+
+	for (size_t i = 1; i < tree->nr; i++) {
+		const struct dump_task *t = &tree->tasks[i];
+		const struct {
+			const char *what;
+			pid_t id, root_id;
+		} ids[] = { { "session", t->stat.session, root->stat.session },
+			    { "process group", t->stat.pgrp, root->stat.pgrp } };
+
+		for (int k = 0; k < 2; k++) {
+			if (ids[k].id == ids[k].root_id || tree_find(tree, ids[k].id) || !process_exists(ids[k].id))
+				continue;
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "pid %d: its %s %d belongs to pid %d outside the dumped tree (root %d)", t->pid,
+					 ids[k].what, ids[k].id, ids[k].id, root->pid);
+		}
 	}
 	return 0;
+}
+
+int seize_tree(struct snap_ctx *ctx, struct dump_tree *tree, pid_t root)
+{
+	struct dump_task *t = tree_add(ctx, tree, root);
+	int r;
+
+	if (!t)
+		return -ENOMEM;
+	r = seize_task(ctx, t);
+	/* Breadth first: a frozen process forks no more, so its children are final once listed. */
+	for (size_t i = 0; !r && i < tree->nr; i++) {
+		int *kids = NULL;
+		size_t nr = 0;
+
+		if (tree->tasks[i].zombie)
+			continue;
+		r = list_children(ctx, &tree->tasks[i], &kids, &nr);
+		for (size_t k = 0; !r && k < nr; k++) {
+			struct dump_task *c;
+
+			if (tree_find(tree, kids[k]))
+				continue;
+			c = tree_add(ctx, tree, kids[k]);
+			if (!c) {
+				r = -ENOMEM;
+				break;
+			}
+			r = proc_read_status(ctx, c->pid, &c->status);
+			if (!r && (c->status.state == 'Z' || c->status.state == 'X'))
+				r = add_zombie(ctx, c);
+			else if (!r)
+				r = seize_task(ctx, c);
+		}
+		free(kids);
+	}
+	for (size_t i = 0; !r && i < tree->nr; i++)
+		if (!tree->tasks[i].zombie)
+			r = proc_read_stat(ctx, tree->tasks[i].pid, &tree->tasks[i].stat);
+	if (!r)
+		r = check_ids(ctx, tree);
+	return r;
+}
+
+void dump_tree_free(struct dump_tree *tree)
+{
+	for (size_t i = 0; i < tree->nr; i++)
+		dump_task_free(&tree->tasks[i]);
+	free(tree->tasks);
+	memset(tree, 0, sizeof(*tree));
 }
 
 void seize_release(struct snap_ctx *ctx, struct dump_task *t, bool kill_it)

@@ -42,6 +42,8 @@ struct dump_thread {
 
 struct dump_task {
 	pid_t pid;
+	bool zombie;	 /* exited, waiting for its parent: only its ids and status are dumped */
+	int exit_status; /* a zombie's wait status */
 	struct dump_thread *threads; /* threads[0] is the leader (tid == pid) */
 	size_t nr_threads, cap_threads;
 	struct proc_stat stat;
@@ -59,13 +61,21 @@ struct dump_task {
 	struct parasite_misc misc;
 };
 
+/* The processes being dumped: tasks[0] is the root, parents come before their children. */
+struct dump_tree {
+	struct dump_task *tasks;
+	size_t nr, cap;
+};
+
 /*
- * seize.c: freezes every thread of the task, re-listing them until no new
- * one appears (a thread can create threads until it is itself stopped).
+ * seize.c: freezes the root and every descendant, each with all its
+ * threads; a frozen process cannot fork, and threads are listed again
+ * until no new one appears. Zombies are recorded, not seized. Refuses a
+ * process whose session or group belongs to a process outside the tree
+ * (the root's own excepted).
  */
-int seize_task(struct snap_ctx *ctx, struct dump_task *t);
-/* This version dumps one process: no children. */
-int seize_check_alone(struct snap_ctx *ctx, struct dump_task *t);
+int seize_tree(struct snap_ctx *ctx, struct dump_tree *tree, pid_t root);
+void dump_tree_free(struct dump_tree *tree);
 /* Detaches every thread (the task runs on as before) or kills the task. */
 void seize_release(struct snap_ctx *ctx, struct dump_task *t, bool kill_it);
 static inline struct dump_thread *task_leader(struct dump_task *t)

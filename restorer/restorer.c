@@ -24,8 +24,8 @@ __attribute__((noreturn)) static void fail(const struct restorer_args *a, const 
 					   long err)
 {
 	char msg[256];
-	size_t n = rt_format(msg, sizeof(msg), "restorer: %s at 0x%lx failed: error %ld", what, (unsigned long)addr,
-			     -err);
+	size_t n = rt_format(msg, sizeof(msg), "pid %ld: restorer: %s at 0x%lx failed: error %ld", sys0(__NR_getpid),
+			     what, (unsigned long)addr, -err);
 
 	sys_write(a->status_fd, msg, n < sizeof(msg) ? n : sizeof(msg) - 1);
 	sys_exit_group(1);
@@ -125,6 +125,7 @@ long blob_main(struct restorer_args *a)
 	}
 
 	sys1(__NR_umask, a->umask);
+	sys_prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, 0, 0);
 
 	/* The engine now follows thread creation; then the other threads, each into its own state. */
 	rt_stop_for_tracer();

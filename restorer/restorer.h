@@ -63,6 +63,8 @@ struct restorer_args {
 	int32_t exe_fd;	   /* for PR_SET_MM_MAP, closed after use */
 	uint32_t umask;
 	uint32_t nr_threads;
+	int32_t pdeathsig; /* the engine sets SIGKILL until it traces the process; this is the image's */
+	uint32_t pad;
 	uint64_t threads; /* struct restorer_thread[nr_threads]; [0] is the leader */
 
 	uint64_t vmas; /* struct restorer_vma[nr_vmas] */

@@ -713,6 +713,24 @@ int h_ctx_new(snap_ctx **ret_ctx)
 	return 0;
 }
 
+static void reap_zombie_children(void)
+{
+	pid_t kids[1024];
+	int n = h_children(kids, 1024);
+
+	for (int i = 0; i < n; i++) {
+		char path[64], *stat;
+		const char *state;
+
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)kids[i]);
+		stat = h_read_file(path, NULL);
+		state = stat ? strrchr(stat, ')') : NULL;
+		if (state && state[1] == ' ' && state[2] == 'Z')
+			waitpid(kids[i], NULL, __WALL);
+		free(stat);
+	}
+}
+
 int h_dump(struct h_wl *w, const char *imgdir, unsigned flags, snap_ctx *ctx)
 {
 	struct snap_dump_opts opts = {
@@ -759,6 +777,13 @@ int h_dump(struct h_wl *w, const char *imgdir, unsigned flags, snap_ctx *ctx)
 	else if (r < 0)
 		h_fail(r, "waitpid(%d): %s", (int)w->pid, strerror(-r));
 	w->pid = 0;
+	/*
+	 * The rest of a dumped tree was killed too; as the subreaper we get
+	 * each one back as a zombie (the engine waited for every exit), and
+	 * their pids are free only once reaped.
+	 */
+	if (!r)
+		reap_zombie_children();
 out:
 	snap_ctx_free(own);
 	return r;

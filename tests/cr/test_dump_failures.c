@@ -76,8 +76,3 @@ Test(dump_failures, pipe)
 {
 	expect_refused("pipe", "pipe");
 }
-
-Test(dump_failures, child)
-{
-	expect_refused("child", "child");
-}

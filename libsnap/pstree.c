@@ -1,0 +1,460 @@
+/*
+ * The process tree at restore: reading pstree.img, then creating every
+ * process with its pid under its parent, its session and group (with a
+ * short-lived stand-in for a group whose leader has exited), and zombies
+ * with their exit status; each live process then restores itself
+ * (restore.c) and the engine walks each through its restorer.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <linux/sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "restore.h"
+
+/* A process that only exists to create a group whose leader had exited. */
+struct standin {
+	pid_t pid;
+	size_t forker; /* task index: the first member's parent, in the member's session */
+};
+
+struct restore_tree {
+	PstreeEntry **entries; /* parents before children; [0] is the root */
+	size_t nr;
+	size_t *parent;		    /* task index of each entry's parent; [0] unused */
+	struct restore_task *tasks; /* parallel to entries; zombies have only pstree */
+	struct standin *standins;
+	size_t nr_standins;
+};
+
+static bool is_zombie(const PstreeEntry *pe)
+{
+	return pe->has_zombie && pe->zombie;
+}
+
+static ssize_t find_entry(const struct restore_tree *tree, pid_t pid)
+{
+	for (size_t i = 0; i < tree->nr; i++)
+		if (tree->entries[i]->pid == pid)
+			return (ssize_t)i;
+	return -1;
+}
+
+static void tree_free(struct restore_tree *tree)
+{
+	for (size_t i = 0; i < tree->nr; i++) {
+		if (tree->tasks)
+			restore_task_free(&tree->tasks[i]);
+		protobuf_c_message_free_unpacked(&tree->entries[i]->base, NULL);
+	}
+	free(tree->entries);
+	free(tree->parent);
+	free(tree->tasks);
+	free(tree->standins);
+	memset(tree, 0, sizeof(*tree));
+}
+
+/* Whether @id (a session or group of the image) is the root's, inherited from outside the tree. */
+static bool inherited(const struct restore_tree *tree, pid_t id, bool session)
+{
+	const PstreeEntry *root = tree->entries[0];
+	pid_t root_id = session ? root->sid : root->pgid;
+
+	return id == root_id && root_id != root->pid;
+}
+
+/* Who makes each group and session: a tree process, the root's inheritance, or a stand-in. */
+static int plan_ids(struct snap_ctx *ctx, struct restore_tree *tree)
+{
+	for (size_t i = 0; i < tree->nr; i++) {
+		const PstreeEntry *pe = tree->entries[i];
+		ssize_t leader;
+		bool known = false;
+
+		if (!inherited(tree, pe->sid, true) && find_entry(tree, pe->sid) < 0)
+			return snap_fail(ctx, -EOPNOTSUPP, "pid %d: the leader %d of its session has exited; not supported yet",
+					 pe->pid, pe->sid);
+		if (inherited(tree, pe->pgid, false))
+			continue;
+		leader = find_entry(tree, pe->pgid);
+		if (leader >= 0) {
+			if (tree->entries[leader]->sid != pe->sid)
+				return snap_fail(ctx, -EINVAL, "image pstree.img: pid %d is in group %d of another session",
+						 pe->pid, pe->pgid);
+			continue;
+		}
+		if (i == 0)
+			return snap_fail(ctx, -EINVAL, "image pstree.img: the root's group %d has no leader", pe->pgid);
+		for (size_t k = 0; k < tree->nr_standins; k++)
+			known |= tree->standins[k].pid == pe->pgid;
+		if (known)
+			continue;
+		if (tree->entries[tree->parent[i]]->sid != pe->sid)
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "pid %d: group %d lost its leader and pid %d's parent is in another session; not supported yet",
+					 pe->pid, pe->pgid, pe->pid);
+		tree->standins[tree->nr_standins++] = (struct standin){ pe->pgid, tree->parent[i] };
+	}
+	return 0;
+}
+
+static int read_tree(struct snap_ctx *ctx, struct img_set *set, struct restore_tree *tree)
+{
+	const InventoryEntry *inv = img_set_inventory(set);
+	struct img_reader *rd;
+	size_t cap = 0;
+	int r;
+
+	r = img_reader_open(ctx, set, IMG_KIND_PSTREE, 0, &rd);
+	if (r)
+		return r;
+	for (;;) {
+		ProtobufCMessage *msg;
+
+		r = img_read_msg(ctx, rd, &pstree_entry__descriptor, &msg);
+		if (r <= 0)
+			break;
+		r = 0;
+		if (tree->nr == cap) {
+			PstreeEntry **n = realloc(tree->entries, (cap = cap ? cap * 2 : 16) * sizeof(*n));
+
+			if (!n || cap > (1u << 16)) {
+				free(n ? n : NULL);
+				tree->entries = n ? n : tree->entries;
+				protobuf_c_message_free_unpacked(msg, NULL);
+				r = snap_fail(ctx, -ENOMEM, "image pstree.img: too many processes");
+				break;
+			}
+			tree->entries = n;
+		}
+		tree->entries[tree->nr++] = (PstreeEntry *)msg;
+	}
+	img_reader_close(rd);
+	if (r)
+		return r;
+	if (!tree->nr || tree->entries[0]->pid != inv->root_pid || is_zombie(tree->entries[0]))
+		return snap_fail(ctx, -EINVAL, "image pstree.img: the first process is not the root %d", inv->root_pid);
+
+	tree->parent = calloc(tree->nr, sizeof(*tree->parent));
+	tree->tasks = calloc(tree->nr, sizeof(*tree->tasks));
+	tree->standins = calloc(tree->nr, sizeof(*tree->standins));
+	if (!tree->parent || !tree->tasks || !tree->standins)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < tree->nr; i++) {
+		PstreeEntry *pe = tree->entries[i];
+		ssize_t p = i ? find_entry(tree, pe->ppid) : -1;
+
+		if (pe->pid <= 0 || find_entry(tree, pe->pid) != (ssize_t)i)
+			return snap_fail(ctx, -EINVAL, "image pstree.img: pid %d is invalid or repeated", pe->pid);
+		if (i && (p < 0 || (size_t)p >= i || is_zombie(tree->entries[p])))
+			return snap_fail(ctx, -EINVAL, "image pstree.img: pid %d's parent %d does not come before it", pe->pid,
+					 pe->ppid);
+		tree->parent[i] = i ? (size_t)p : 0;
+		if (is_zombie(pe)) {
+			if (pe->n_threads)
+				return snap_fail(ctx, -EINVAL, "image pstree.img: zombie %d has threads", pe->pid);
+			tree->tasks[i].pstree = pe;
+			continue;
+		}
+		r = restore_task_read(ctx, set, pe, &tree->tasks[i]);
+		if (!r)
+			r = restore_check_specials(ctx, &tree->tasks[i]);
+		if (r)
+			return r;
+	}
+	r = plan_ids(ctx, tree);
+	/* Every pid and tid we are going to take must be free. */
+	for (size_t i = 0; !r && i < tree->nr; i++) {
+		r = restore_pid_in_use(ctx, tree->entries[i]->pid);
+		for (size_t t = 1; !r && t < tree->tasks[i].nr_threads; t++)
+			r = restore_pid_in_use(ctx, tree->tasks[i].threads[t]->tid);
+	}
+	for (size_t k = 0; !r && k < tree->nr_standins; k++)
+		r = restore_pid_in_use(ctx, tree->standins[k].pid);
+	return r;
+}
+
+/* ---- in the new processes ---- */
+
+void restore_barrier(struct restore_ctl *ctl, enum restore_barrier b)
+{
+	uint32_t v = atomic_fetch_add(&ctl->barrier[b], 1) + 1;
+
+	if (v == ctl->participants) {
+		syscall(SYS_futex, &ctl->barrier[b], FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+		return;
+	}
+	while ((v = atomic_load(&ctl->barrier[b])) < ctl->participants)
+		syscall(SYS_futex, &ctl->barrier[b], FUTEX_WAIT, v, NULL, NULL, 0);
+}
+
+static pid_t clone_with_pid(pid_t pid)
+{
+	struct clone_args ca = { .exit_signal = SIGCHLD, .set_tid = (uint64_t)&pid, .set_tid_size = 1 };
+
+	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
+/* The group an image id stands for here: the root's inherited one is whatever the root has now. */
+static pid_t actual_pgid(const struct restore_tree *tree, pid_t pgid)
+{
+	return inherited(tree, pgid, false) ? getpgid(tree->entries[0]->pid) : pgid;
+}
+
+/* Exits the way the zombie did: its parent will find the same wait status. */
+__attribute__((noreturn)) static void become_zombie(int status)
+{
+	if (WIFSIGNALED(status)) {
+		struct rlimit no_core = { 0, 0 };
+		sigset_t one;
+
+		setrlimit(RLIMIT_CORE, &no_core);
+		signal(WTERMSIG(status), SIG_DFL);
+		sigemptyset(&one);
+		sigaddset(&one, WTERMSIG(status));
+		sigprocmask(SIG_UNBLOCK, &one, NULL);
+		raise(WTERMSIG(status));
+	}
+	_exit(WEXITSTATUS(status));
+}
+
+__attribute__((noreturn)) static void standin_main(struct restore_ctl *ctl)
+{
+	restore_barrier(ctl, BARRIER_ALL_EXIST);
+	setpgid(0, 0);
+	restore_barrier(ctl, BARRIER_LEADERS_DONE);
+	restore_barrier(ctl, BARRIER_GROUPS_DONE);
+	_exit(0);
+}
+
+__attribute__((noreturn)) static void tree_child(struct snap_ctx *ctx, struct img_set *set, struct restore_tree *tree,
+						 size_t idx, int status_fd, struct restore_ctl *ctl)
+{
+	const PstreeEntry *pe = tree->entries[idx];
+	pid_t me = pe->pid, target;
+	int r = 0;
+
+	/* Until the engine traces us, its death must end us too. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (pe->sid == me && setsid() < 0)
+		r = snap_fail(ctx, -errno, "cannot create session %d: %m", me);
+	for (size_t k = 0; !r && k < tree->nr_standins; k++) {
+		pid_t p;
+
+		if (tree->standins[k].forker != idx)
+			continue;
+		p = clone_with_pid(tree->standins[k].pid);
+		if (p == 0)
+			standin_main(ctl);
+		if (p < 0)
+			r = snap_fail(ctx, -errno, "cannot create stand-in %d for its group: %m", tree->standins[k].pid);
+	}
+	for (size_t c = idx + 1; !r && c < tree->nr; c++) {
+		pid_t p;
+
+		if (tree->parent[c] != idx)
+			continue;
+		p = clone_with_pid(tree->entries[c]->pid);
+		if (p == 0)
+			tree_child(ctx, set, tree, c, status_fd, ctl);
+		if (p < 0)
+			r = snap_fail(ctx, -errno, "cannot create child %d: %m", tree->entries[c]->pid);
+	}
+	if (r)
+		restore_child_fail(ctx, status_fd, r);
+
+	restore_barrier(ctl, BARRIER_ALL_EXIST);
+	if (pe->pgid == me && pe->sid != me && setpgid(0, 0))
+		r = snap_fail(ctx, -errno, "cannot create process group %d: %m", me);
+	restore_barrier(ctl, BARRIER_LEADERS_DONE);
+	target = actual_pgid(tree, pe->pgid);
+	if (!r && pe->sid != me && getpgid(0) != target && setpgid(0, target))
+		r = snap_fail(ctx, -errno, "cannot join process group %d: %m", pe->pgid);
+	restore_barrier(ctl, BARRIER_GROUPS_DONE);
+	if (r)
+		restore_child_fail(ctx, status_fd, r);
+
+	for (size_t k = 0; k < tree->nr_standins; k++)
+		if (tree->standins[k].forker == idx)
+			waitpid(tree->standins[k].pid, NULL, 0);
+	if (is_zombie(pe))
+		become_zombie(pe->exit_status);
+	/* Our zombie children must be dead before we go on: nothing of theirs may arrive later. */
+	for (size_t c = idx + 1; c < tree->nr; c++) {
+		siginfo_t si;
+
+		if (tree->parent[c] == idx && is_zombie(tree->entries[c]))
+			while (waitid(P_PID, (id_t)tree->entries[c]->pid, &si, WEXITED | WNOWAIT) && errno == EINTR)
+				;
+	}
+	restore_task_child(ctx, set, &tree->tasks[idx], status_fd, ctl, idx);
+}
+
+/* ---- in the engine ---- */
+
+static void kill_tree(const struct restore_tree *tree)
+{
+	int st;
+
+	for (size_t i = 0; i < tree->nr; i++)
+		kill(tree->entries[i]->pid, SIGKILL);
+	for (size_t k = 0; k < tree->nr_standins; k++)
+		kill(tree->standins[k].pid, SIGKILL);
+	/* Everything ends up our child: the root is, and we are the subreaper of the rest. */
+	for (size_t i = 0; i < tree->nr; i++)
+		while (waitpid(tree->entries[i]->pid, &st, __WALL) < 0 && errno == EINTR)
+			;
+	for (size_t k = 0; k < tree->nr_standins; k++)
+		while (waitpid(tree->standins[k].pid, &st, __WALL) < 0 && errno == EINTR)
+			;
+}
+
+static int write_pidfile(struct snap_ctx *ctx, const char *path, pid_t pid)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f || fprintf(f, "%d\n", pid) < 0 || fclose(f))
+		return snap_fail(ctx, -errno, "cannot write pid file %s: %m", path);
+	return 0;
+}
+
+int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret_pid)
+{
+	struct restore_tree tree = { 0 };
+	struct child_stats *stats = NULL;
+	struct img_set *set = NULL;
+	struct restore_ctl *ctl = MAP_FAILED;
+	size_t ctl_size = 0, live = 0, ready = 0;
+	int status_pipe[2] = { -1, -1 }, old_subreaper = 0, r;
+	bool subreaper_set = false;
+	pid_t root = -1;
+	uint64_t t0;
+
+	snap_clear_error(ctx);
+	snap_stats_reset(ctx);
+	if (!opts || opts->size < offsetof(struct snap_restore_opts, stats_file) + sizeof(opts->stats_file))
+		return snap_fail(ctx, -EINVAL, "snap_restore: options struct too small");
+	if (!opts->images_dir)
+		return snap_fail(ctx, -EINVAL, "snap_restore: no images directory given");
+
+	t0 = stage_begin();
+	r = img_set_open(ctx, opts->images_dir, &set);
+	if (!r)
+		r = read_tree(ctx, set, &tree);
+	stage_end(ctx, SNAP_STAGE_READ, t0);
+	if (r)
+		goto out;
+	for (size_t i = 0; i < tree.nr; i++)
+		live += !is_zombie(tree.entries[i]);
+
+	t0 = stage_begin();
+	ctl_size = sizeof(*ctl) + tree.nr * sizeof(ctl->go[0]);
+	ctl = mmap(NULL, ctl_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	stats = calloc(tree.nr, sizeof(*stats));
+	if (ctl == MAP_FAILED || !stats) {
+		r = snap_fail(ctx, -ENOMEM, "out of memory");
+		goto out;
+	}
+	ctl->participants = (uint32_t)(tree.nr + tree.nr_standins);
+	/* Records of several processes must not run into each other: a datagram each. */
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, status_pipe)) {
+		r = snap_fail(ctx, -errno, "cannot create the status socket: %m");
+		goto out;
+	}
+	/* Orphans of a failed restore come back to us to be reaped. */
+	prctl(PR_GET_CHILD_SUBREAPER, &old_subreaper);
+	if (!old_subreaper && !prctl(PR_SET_CHILD_SUBREAPER, 1))
+		subreaper_set = true;
+	root = clone_with_pid(tree.entries[0]->pid);
+	if (root < 0) {
+		r = -errno;
+		if (r == -EEXIST)
+			r = snap_fail(ctx, r, "pid %d is in use; cannot restore with the same pid", tree.entries[0]->pid);
+		else
+			r = snap_fail(ctx, r, "cannot create pid %d: %s", tree.entries[0]->pid, strerror(-r));
+		goto out;
+	}
+	if (root == 0) {
+		close(status_pipe[0]);
+		tree_child(ctx, set, &tree, 0, status_pipe[1], ctl);
+	}
+	close(status_pipe[1]);
+	status_pipe[1] = -1;
+	stage_end(ctx, SNAP_STAGE_FORK, t0);
+
+	/* Each process reports when it is ready for its restorer; trace it, then let it go. */
+	while (!r && ready < live) {
+		struct child_stats cs;
+		ssize_t idx;
+
+		r = restore_read_status(ctx, status_pipe[0], &cs);
+		if (r == 0) {
+			r = snap_fail(ctx, -ECHILD, "pid %d: the new processes ended before their restorers started",
+				      tree.entries[0]->pid);
+			break;
+		}
+		if (r < 0)
+			break;
+		r = 0;
+		idx = find_entry(&tree, cs.pid);
+		if (idx < 0 || is_zombie(tree.entries[idx])) {
+			r = snap_fail(ctx, -EPROTO, "pid %d: unexpected status from it", cs.pid);
+			break;
+		}
+		stats[idx] = cs;
+		if (ptrace(PTRACE_SEIZE, cs.pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD)) {
+			r = snap_fail(ctx, -errno, "pid %d: cannot trace the new process: %m", cs.pid);
+			break;
+		}
+		atomic_store(&ctl->go[idx], 1);
+		syscall(SYS_futex, &ctl->go[idx], FUTEX_WAKE, 1, NULL, NULL, 0);
+		ready++;
+		ctx->stats.stage_ns[SNAP_STAGE_PREMAP] += cs.premap_ns;
+		ctx->stats.stage_ns[SNAP_STAGE_FILL] += cs.fill_ns;
+		ctx->stats.pages_bytes += cs.pages_bytes;
+		ctx->stats.vmas += cs.vmas;
+	}
+	if (r)
+		goto out;
+
+	t0 = stage_begin();
+	for (size_t i = 0; !r && i < tree.nr; i++)
+		if (!is_zombie(tree.entries[i]))
+			r = restore_task_finish(ctx, &tree.tasks[i], stats[i].region, stats[i].region_len, status_pipe[0]);
+	stage_end(ctx, SNAP_STAGE_RESTORER, t0);
+	if (!r && opts->pidfile)
+		r = write_pidfile(ctx, opts->pidfile, root);
+out:
+	if (r && root > 0)
+		kill_tree(&tree);
+	if (subreaper_set)
+		prctl(PR_SET_CHILD_SUBREAPER, 0);
+	for (int i = 0; i < 2; i++)
+		if (status_pipe[i] >= 0)
+			close(status_pipe[i]);
+	if (ctl != MAP_FAILED)
+		munmap(ctl, ctl_size);
+	free(stats);
+	tree_free(&tree);
+	if (set)
+		img_set_close(set);
+	if (!r) {
+		*ret_pid = root;
+		if (opts->stats_file)
+			r = snap_stats_write_json(ctx, opts->stats_file);
+	}
+	return r;
+}
