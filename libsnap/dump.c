@@ -246,12 +246,12 @@ static int drain_task(struct snap_ctx *ctx, struct dump_task *t)
 	return r;
 }
 
-static int write_task(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
+static int write_task(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, struct shmem_set *shmem)
 {
 	uint64_t t0;
 	int r;
 
-	r = mem_dump(ctx, t, dir); /* times itself: drain and write */
+	r = mem_dump(ctx, t, dir, shmem); /* times itself: drain and write */
 	t0 = stage_begin();
 	if (!r)
 		r = write_core(ctx, t, dir);
@@ -268,6 +268,7 @@ static int write_task(struct snap_ctx *ctx, struct dump_task *t, struct img_dir 
 int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 {
 	struct dump_tree tree = { 0 };
+	struct shmem_set *shmem = NULL;
 	struct img_dir *dir = NULL;
 	bool leave_running;
 	uint64_t t0;
@@ -313,8 +314,11 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	t0 = stage_begin();
 	r = img_dir_create(ctx, opts->images_dir, &dir);
 	stage_end(ctx, SNAP_STAGE_WRITE, t0);
+	shmem = calloc(1, sizeof(*shmem));
+	if (!r && !shmem)
+		r = snap_fail(ctx, -ENOMEM, "out of memory");
 	for_each_live_task(&tree, t) if (!r)
-		r = write_task(ctx, t, dir);
+		r = write_task(ctx, t, dir, shmem);
 	if (!r) {
 		t0 = stage_begin();
 		r = write_pstree(ctx, &tree, dir);
@@ -349,6 +353,7 @@ out:
 	if (dir)
 		img_dir_abort(dir);
 	dump_tree_free(&tree);
+	free(shmem);
 	if (!r && opts->stats_file)
 		r = snap_stats_write_json(ctx, opts->stats_file);
 	return r;

@@ -1189,6 +1189,7 @@ int img_set_open_pages(struct snap_ctx *ctx, struct img_set *set, const char *na
 		return snap_fail(ctx, -EBADMSG, "image %s: %llu bytes, %s lists %llu (truncated or changed)", name,
 				 (unsigned long long)size, IMG_INVENTORY, (unsigned long long)f->size);
 	}
-	*ret_size = size;
+	if (ret_size)
+		*ret_size = size;
 	return fd;
 }

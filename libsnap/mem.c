@@ -53,10 +53,12 @@ static int classify(struct snap_ctx *ctx, pid_t pid, const struct proc_vma *v, V
 	else if (v->vmflags & (VMF_IO | VMF_PFNMAP))
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: device (I/O) mapping at 0x%llx-0x%llx (%s) is not supported",
 				 pid, s, e, v->path ? v->path : "anonymous");
+	else if (v->shared && v->path && (!strcmp(v->path, "/dev/zero") || !strncmp(v->path, "[anon_shmem:", 12)) &&
+		 (v->deleted || v->path[0] == '['))
+		*ret_kind = VMA_KIND__VMA_ANON_SHARED;
 	else if (v->shared && (!v->path || v->path[0] != '/' || v->deleted || !strncmp(v->path, "/SYSV", 5)))
-		return snap_fail(ctx, -EOPNOTSUPP,
-				 "pid %d: shared anonymous memory at 0x%llx-0x%llx (%s) is not supported yet", pid, s, e,
-				 v->path ? v->path : "anonymous");
+		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: shared memory at 0x%llx-0x%llx (%s) is not supported yet",
+				 pid, s, e, v->path ? v->path : "anonymous");
 	else if (v->path && v->path[0] == '/' && v->deleted)
 		return snap_fail(ctx, -EOPNOTSUPP,
 				 "pid %d: mapping at 0x%llx-0x%llx of deleted file %s is not supported yet", pid, s, e,
@@ -307,6 +309,76 @@ static int drain_vma(struct drain *d, int pagemap_fd, const struct proc_vma *v, 
 	return 0;
 }
 
+/*
+ * The whole content of a shared memory object, read through the mapping's
+ * /proc/PID/map_files entry (so pages no process has touched through this
+ * mapping are not missed); holes stay holes.
+ */
+static int drain_shmem(struct drain *d, const struct proc_vma *v, uint64_t *ret_size)
+{
+	char path[96];
+	struct stat st;
+	off_t at = 0;
+	int fd, r = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", d->t->pid, (unsigned long long)v->start,
+		 (unsigned long long)v->end);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return snap_fail(d->ctx, -errno, "pid %d: cannot open shared memory at 0x%llx through %s: %m", d->t->pid,
+				 (unsigned long long)v->start, path);
+	if (fstat(fd, &st)) {
+		r = snap_fail(d->ctx, -errno, "pid %d: cannot stat shared memory at 0x%llx: %m", d->t->pid,
+			      (unsigned long long)v->start);
+		goto out;
+	}
+	*ret_size = (uint64_t)st.st_size;
+	r = drain_flush(d);
+	while (!r && at < st.st_size) {
+		off_t data = lseek(fd, at, SEEK_DATA), hole;
+
+		if (data < 0)
+			break; /* no more data */
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = st.st_size;
+		while (!r && data < hole) {
+			size_t n = (size_t)(hole - data) < DRAIN_BUF_SIZE ? (size_t)(hole - data) : DRAIN_BUF_SIZE;
+			uint64_t t0 = stage_begin(), off;
+			ssize_t got = pread(fd, d->buf, n, data);
+
+			stage_end(d->ctx, SNAP_STAGE_DRAIN, t0);
+			if (got <= 0) {
+				r = snap_fail(d->ctx, got < 0 ? -errno : -EIO, "pid %d: reading shared memory at 0x%llx failed",
+					      d->t->pid, (unsigned long long)v->start);
+				break;
+			}
+			n = (size_t)got & ~(page_size() - 1);
+			if (!n)
+				n = page_size(); /* a last partial page: the object's size is page aligned anyway */
+			t0 = stage_begin();
+			r = img_pages_write(d->ctx, d->pages, d->buf, n, &off);
+			if (!r) {
+				PagemapEntry pe = PAGEMAP_ENTRY__INIT;
+
+				pe.vaddr = (uint64_t)data;
+				pe.nr_pages = (uint32_t)(n / page_size());
+				pe.offset = off;
+				pe.has_shmem_id = 1;
+				pe.shmem_id = v->ino;
+				r = img_write_msg(d->ctx, d->pagemap, &pe.base);
+			}
+			stage_end(d->ctx, SNAP_STAGE_WRITE, t0);
+			d->ctx->stats.pages_bytes += n;
+			data += (off_t)n;
+		}
+		at = hole;
+	}
+out:
+	close(fd);
+	return r;
+}
+
 static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
 {
 	struct img_writer *w = NULL;
@@ -364,6 +436,20 @@ static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *d
 			ve.file_size = (uint64_t)st.st_size;
 			ve.file_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 		}
+		if (kind == VMA_KIND__VMA_ANON_SHARED) {
+			char path[96];
+
+			snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", t->pid, (unsigned long long)v->start,
+				 (unsigned long long)v->end);
+			if (stat(path, &st)) {
+				r = snap_fail(ctx, -errno, "pid %d: cannot stat shared memory at 0x%llx: %m", t->pid,
+					      (unsigned long long)v->start);
+				break;
+			}
+			ve.has_shmem_id = ve.has_shmem_size = 1;
+			ve.shmem_id = v->ino;
+			ve.shmem_size = (uint64_t)st.st_size;
+		}
 		r = img_write_msg(ctx, w, &ve.base);
 	}
 	if (!r)
@@ -372,7 +458,19 @@ static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *d
 	return r;
 }
 
-int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
+/* 1 if shared memory object @id is not dumped yet (it is from now on), 0 if it is. */
+static int shmem_first(struct snap_ctx *ctx, struct shmem_set *set, uint64_t id)
+{
+	for (size_t i = 0; i < set->nr; i++)
+		if (set->ids[i] == id)
+			return 0;
+	if (set->nr == SHMEM_SET_MAX)
+		return snap_fail(ctx, -EOPNOTSUPP, "more than %d shared memory objects are not supported", SHMEM_SET_MAX);
+	set->ids[set->nr++] = id;
+	return 1;
+}
+
+int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, struct shmem_set *shmem)
 {
 	struct drain d = { .ctx = ctx, .t = t, .mem_fd = -1 };
 	PagemapHead head = PAGEMAP_HEAD__INIT;
@@ -419,6 +517,12 @@ int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
 		r = classify(ctx, t->pid, v, &kind);
 		if (!r && kind_has_pages(kind))
 			r = drain_vma(&d, pagemap_fd, v, kind, zpfn, pm);
+		if (!r && kind == VMA_KIND__VMA_ANON_SHARED) {
+			uint64_t size = 0;
+
+			r = shmem_first(ctx, shmem, v->ino);
+			r = r > 0 ? drain_shmem(&d, v, &size) : r;
+		}
 	}
 	if (!r)
 		r = drain_flush(&d);
@@ -529,14 +633,34 @@ void mem_image_free(struct mem_image *mi)
 	memset(mi, 0, sizeof(*mi));
 }
 
+void mem_vmas_with_pages(const struct mem_image *mi, bool *ret)
+{
+	size_t vi = 0;
+
+	memset(ret, 0, mi->nr_vmas * sizeof(*ret));
+	for (size_t i = 0; i < mi->nr_pages; i++) {
+		const PagemapEntry *pe = mi->pages[i];
+
+		if (pe->has_shmem_id)
+			continue;
+		while (vi < mi->nr_vmas && mi->vmas[vi]->end <= pe->vaddr)
+			vi++;
+		if (vi < mi->nr_vmas)
+			ret[vi] = true;
+	}
+}
+
 bool mem_vma_premapped(const VmaEntry *v)
 {
 	return v->kind == VMA_KIND__VMA_ANON_PRIVATE || v->kind == VMA_KIND__VMA_FILE_PRIVATE ||
-	       v->kind == VMA_KIND__VMA_FILE_SHARED;
+	       v->kind == VMA_KIND__VMA_FILE_SHARED || v->kind == VMA_KIND__VMA_ANON_SHARED;
 }
 
 uint32_t mem_premap_prot(const VmaEntry *v, bool has_pages)
 {
+	/* A shared memory area is a second mapping of the engine's read-write one, protection included. */
+	if (v->kind == VMA_KIND__VMA_ANON_SHARED)
+		return PROT_READ | PROT_WRITE;
 	return has_pages ? (v->prot | PROT_READ | PROT_WRITE) : v->prot;
 }
 
@@ -584,34 +708,54 @@ int mem_image_validate(struct snap_ctx *ctx, const struct mem_image *mi)
 			if (r)
 				return r;
 		}
+		if (v->kind == VMA_KIND__VMA_ANON_SHARED &&
+		    (!v->has_shmem_id || !v->has_shmem_size || v->shmem_size % ps || v->pgoff > v->shmem_size ||
+		     v->end - v->start > v->shmem_size - v->pgoff))
+			return snap_fail(ctx, -EINVAL, "image mm: shared memory area 0x%llx lies outside its object",
+					 (unsigned long long)v->start);
 		if (v->kind != VMA_KIND__VMA_VSYSCALL)
 			prev_end = v->end;
 	}
-	for (size_t i = 0; i < mi->nr_pages; i++) {
+	for (size_t i = 0, prev = SIZE_MAX; i < mi->nr_pages; i++) {
 		const PagemapEntry *pe = mi->pages[i];
 		uint64_t len = (uint64_t)pe->nr_pages * ps;
 
+		if (pe->has_shmem_id) {
+			/* Which object, and its size, are checked across the tree. */
+			if (!pe->nr_pages || pe->vaddr % ps || pe->offset % ps || pe->offset + len > mi->pages_size ||
+			    pe->offset + len < pe->offset)
+				return snap_fail(ctx, -EINVAL, "image %s: shared memory run %zu is malformed",
+						 mi->head->pages_file, i);
+			continue;
+		}
+		if (prev != SIZE_MAX &&
+		    pe->vaddr < mi->pages[prev]->vaddr + (uint64_t)mi->pages[prev]->nr_pages * ps)
+			return snap_fail(ctx, -EINVAL, "image %s: page run %zu (0x%llx) overlaps the one before",
+					 mi->head->pages_file, i, (unsigned long long)pe->vaddr);
+		prev = i;
 		while (vi < mi->nr_vmas && mi->vmas[vi]->end <= pe->vaddr)
 			vi++;
 		if (!pe->nr_pages || pe->vaddr % ps || pe->offset % ps || pe->offset + len > mi->pages_size ||
 		    pe->offset + len < pe->offset || vi == mi->nr_vmas || pe->vaddr < mi->vmas[vi]->start ||
 		    pe->vaddr + len > mi->vmas[vi]->end ||
 		    (mi->vmas[vi]->kind != VMA_KIND__VMA_ANON_PRIVATE &&
-		     mi->vmas[vi]->kind != VMA_KIND__VMA_FILE_PRIVATE) ||
-		    (i && pe->vaddr < mi->pages[i - 1]->vaddr + (uint64_t)mi->pages[i - 1]->nr_pages * ps))
+		     mi->vmas[vi]->kind != VMA_KIND__VMA_FILE_PRIVATE))
 			return snap_fail(ctx, -EINVAL, "image %s: page run %zu (0x%llx, %u pages) is malformed",
 					 mi->head->pages_file, i, (unsigned long long)pe->vaddr, pe->nr_pages);
 	}
 	return 0;
 }
 
-int mem_premap_one(struct snap_ctx *ctx, const VmaEntry *v, uint64_t addr, uint32_t prot, int fd)
+int mem_premap_one(struct snap_ctx *ctx, const VmaEntry *v, uint64_t addr, uint32_t prot, int fd, uint64_t shmem_src)
 {
 	uint64_t len = v->end - v->start;
 	int flags = MAP_FIXED | (int)v->flags;
 	void *p;
 
-	if (v->kind == VMA_KIND__VMA_ANON_PRIVATE)
+	if (v->kind == VMA_KIND__VMA_ANON_SHARED)
+		/* old_size 0: a new mapping of the same shared pages, the engine's stays */
+		p = mremap((void *)(shmem_src + v->pgoff), 0, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)addr);
+	else if (v->kind == VMA_KIND__VMA_ANON_PRIVATE)
 		p = mmap((void *)addr, len, (int)prot, flags | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	else
 		p = mmap((void *)addr, len, (int)prot,
@@ -645,7 +789,13 @@ static void *fill_range(void *arg)
 		uint64_t file_off = mi->pages[i]->offset, want = 0;
 		int n = 0;
 
-		for (; i < j->last && n < IOV_MAX && mi->pages[i]->offset == file_off + want; i++, n++) {
+		if (mi->pages[i]->has_shmem_id) {
+			i++; /* filled once, by the engine, into the object itself */
+			continue;
+		}
+		for (; i < j->last && n < IOV_MAX && !mi->pages[i]->has_shmem_id &&
+		       mi->pages[i]->offset == file_off + want;
+		     i++, n++) {
 			const PagemapEntry *pe = mi->pages[i];
 
 			while (mi->vmas[vi]->end <= pe->vaddr)
@@ -700,7 +850,8 @@ int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *p
 	int r = 0;
 
 	for (size_t i = 0; i < mi->nr_pages; i++)
-		total += (uint64_t)mi->pages[i]->nr_pages * page_size();
+		if (!mi->pages[i]->has_shmem_id)
+			total += (uint64_t)mi->pages[i]->nr_pages * page_size();
 	if (total >= FILL_PARALLEL_MIN && cpus > 1)
 		nr = cpus < FILL_THREADS ? (size_t)cpus : FILL_THREADS;
 	share = total / nr + 1;

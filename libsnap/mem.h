@@ -9,8 +9,18 @@
 
 /* Dump: refuses areas this version cannot restore, naming pid, address and kind. */
 int mem_check_vmas(struct snap_ctx *ctx, struct dump_task *t);
-/* Dump: writes mm-PID.img, pagemap-PID.img and pages-PID.img. */
-int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir);
+/* Shared memory objects already dumped in this tree. */
+#define SHMEM_SET_MAX 4096
+struct shmem_set {
+	uint64_t ids[SHMEM_SET_MAX];
+	size_t nr;
+};
+
+/*
+ * Dump: writes mm-PID.img, pagemap-PID.img and pages-PID.img. The content
+ * of a shared memory object goes with the first process that maps it.
+ */
+int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, struct shmem_set *shmem);
 
 /* Restore: the memory part of one process's image. */
 struct mem_image {
@@ -28,13 +38,19 @@ void mem_image_free(struct mem_image *mi);
 /* Everything that can be checked before a process exists: layout, page runs, mapped files. */
 int mem_image_validate(struct snap_ctx *ctx, const struct mem_image *mi);
 
+/* Sets ret[i] for each (validated) area i that has pages to fill. */
+void mem_vmas_with_pages(const struct mem_image *mi, bool *ret);
 /* Whether the restorer moves this area from a premapped copy (kernel areas are handled apart). */
 bool mem_vma_premapped(const VmaEntry *v);
 /* Protection to premap with: writable if pages will be filled in. */
 uint32_t mem_premap_prot(const VmaEntry *v, bool has_pages);
 
-/* In the new process: maps @v at @addr (its premap place); @fd is its file or -1. */
-int mem_premap_one(struct snap_ctx *ctx, const VmaEntry *v, uint64_t addr, uint32_t prot, int fd);
+/*
+ * In the new process: maps @v at @addr (its premap place); @fd is its file
+ * or -1; a shared memory area becomes a second mapping of the object the
+ * engine made at @shmem_src.
+ */
+int mem_premap_one(struct snap_ctx *ctx, const VmaEntry *v, uint64_t addr, uint32_t prot, int fd, uint64_t shmem_src);
 /*
  * Fills premapped areas from the page file with large preadv() calls.
  * @premap_of gives, for each vma index, where it is premapped.

@@ -32,6 +32,8 @@ struct standin {
 };
 
 struct restore_tree {
+	struct shmem_map *shmem; /* shared memory objects, made and filled by the engine */
+	size_t nr_shmem;
 	PstreeEntry **entries; /* parents before children; [0] is the root */
 	size_t nr;
 	size_t *parent;		    /* task index of each entry's parent; [0] unused */
@@ -55,6 +57,10 @@ static ssize_t find_entry(const struct restore_tree *tree, pid_t pid)
 
 static void tree_free(struct restore_tree *tree)
 {
+	for (size_t k = 0; k < tree->nr_shmem; k++)
+		if (tree->shmem[k].addr)
+			munmap((void *)tree->shmem[k].addr, tree->shmem[k].size);
+	free(tree->shmem);
 	for (size_t i = 0; i < tree->nr; i++) {
 		if (tree->tasks)
 			restore_task_free(&tree->tasks[i]);
@@ -185,6 +191,98 @@ static int read_tree(struct snap_ctx *ctx, struct img_set *set, struct restore_t
 	for (size_t k = 0; !r && k < tree->nr_standins; k++)
 		r = restore_pid_in_use(ctx, tree->standins[k].pid);
 	return r;
+}
+
+/*
+ * Shared memory objects: one mapping each in the engine, filled from the
+ * page file of the process that stored it; every process of the tree
+ * inherits it and maps it again where its image says.
+ */
+static int make_shmem(struct snap_ctx *ctx, struct img_set *set, struct restore_tree *tree)
+{
+	uint64_t ps = (uint64_t)sysconf(_SC_PAGESIZE);
+	size_t cap = 0;
+
+	for (size_t i = 0; i < tree->nr; i++) {
+		const struct mem_image *mi = &tree->tasks[i].mem;
+
+		for (size_t v = 0; v < mi->nr_vmas; v++) {
+			const VmaEntry *ve = mi->vmas[v];
+			struct shmem_map *m = NULL;
+
+			if (ve->kind != VMA_KIND__VMA_ANON_SHARED)
+				continue;
+			for (size_t k = 0; k < tree->nr_shmem; k++)
+				if (tree->shmem[k].id == ve->shmem_id)
+					m = &tree->shmem[k];
+			if (m) {
+				if (m->size != ve->shmem_size)
+					return snap_fail(ctx, -EINVAL, "image mm-%d.img: shared memory object %llu has two sizes",
+							 tree->entries[i]->pid, (unsigned long long)ve->shmem_id);
+				continue;
+			}
+			if (tree->nr_shmem == cap) {
+				struct shmem_map *n = realloc(tree->shmem, (cap = cap ? cap * 2 : 8) * sizeof(*n));
+
+				if (!n)
+					return snap_fail(ctx, -ENOMEM, "out of memory");
+				tree->shmem = n;
+			}
+			m = &tree->shmem[tree->nr_shmem++];
+			*m = (struct shmem_map){ ve->shmem_id, 0, ve->shmem_size };
+			m->addr = (uint64_t)mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			if (m->addr == (uint64_t)MAP_FAILED) {
+				m->addr = 0;
+				return snap_fail(ctx, -errno, "cannot create shared memory of %llu bytes: %m",
+						 (unsigned long long)m->size);
+			}
+		}
+	}
+	for (size_t i = 0; i < tree->nr; i++) {
+		const struct mem_image *mi = &tree->tasks[i].mem;
+		int fd = -1, r = 0;
+
+		for (size_t p = 0; !r && p < mi->nr_pages; p++) {
+			const PagemapEntry *pe = mi->pages[p];
+			uint64_t len = (uint64_t)pe->nr_pages * ps;
+			struct shmem_map *m = NULL;
+
+			if (!pe->has_shmem_id)
+				continue;
+			for (size_t k = 0; k < tree->nr_shmem; k++)
+				if (tree->shmem[k].id == pe->shmem_id)
+					m = &tree->shmem[k];
+			if (!m || pe->vaddr > m->size || len > m->size - pe->vaddr) {
+				r = snap_fail(ctx, -EINVAL, "image %s: run %zu lies outside any shared memory object",
+					      mi->head->pages_file, p);
+				break;
+			}
+			if (fd < 0) {
+				fd = img_set_open_pages(ctx, set, mi->head->pages_file, NULL);
+				if (fd < 0)
+					return fd;
+			}
+			for (uint64_t done = 0; !r && done < len;) {
+				ssize_t got = pread(fd, (void *)(m->addr + pe->vaddr + done), len - done,
+						    (off_t)(pe->offset + done));
+
+				if (got <= 0)
+					r = snap_fail(ctx, got < 0 ? -errno : -EIO, "image %s: cannot read shared memory run %zu",
+						      mi->head->pages_file, p);
+				done += got > 0 ? (uint64_t)got : 0;
+			}
+			ctx->stats.pages_bytes += len;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (r)
+			return r;
+	}
+	for (size_t i = 0; i < tree->nr; i++) {
+		tree->tasks[i].shmem = tree->shmem;
+		tree->tasks[i].nr_shmem = tree->nr_shmem;
+	}
+	return 0;
 }
 
 /* ---- in the new processes ---- */
@@ -359,6 +457,12 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		goto out;
 	for (size_t i = 0; i < tree.nr; i++)
 		live += !is_zombie(tree.entries[i]);
+
+	t0 = stage_begin();
+	r = make_shmem(ctx, set, &tree);
+	stage_end(ctx, SNAP_STAGE_FILL, t0);
+	if (r)
+		goto out;
 
 	t0 = stage_begin();
 	ctl_size = sizeof(*ctl) + tree.nr * sizeof(ctl->go[0]);

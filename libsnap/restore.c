@@ -502,19 +502,30 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 	}
 	{
 		uint64_t at = L.scratch + align_up(special_total, ps);
-		size_t pi = 0;
+		bool *has_pages = calloc(mi->nr_vmas ? mi->nr_vmas : 1, sizeof(*has_pages));
 
+		if (!has_pages) {
+			r = snap_fail(ctx, -ENOMEM, "out of memory");
+			restore_child_fail(ctx, status_fd, r);
+		}
+		mem_vmas_with_pages(mi, has_pages);
 		for (size_t i = 0; i < mi->nr_vmas; i++) {
 			const VmaEntry *v = mi->vmas[i];
-			bool has_pages = false;
+			uint64_t shmem_src = 0;
 			int fd = -1;
 
 			if (!mem_vma_premapped(v))
 				continue;
-			while (pi < mi->nr_pages && mi->pages[pi]->vaddr < v->start)
-				pi++;
-			has_pages = pi < mi->nr_pages && mi->pages[pi]->vaddr < v->end;
-			if (v->kind != VMA_KIND__VMA_ANON_PRIVATE) {
+			if (v->kind == VMA_KIND__VMA_ANON_SHARED) {
+				for (size_t k = 0; k < rt->nr_shmem; k++)
+					if (rt->shmem[k].id == v->shmem_id)
+						shmem_src = rt->shmem[k].addr;
+				if (!shmem_src) {
+					r = snap_fail(ctx, -EINVAL, "no shared memory object %llu for area 0x%llx",
+						      (unsigned long long)v->shmem_id, (unsigned long long)v->start);
+					restore_child_fail(ctx, status_fd, r);
+				}
+			} else if (v->kind != VMA_KIND__VMA_ANON_PRIVATE) {
 				int mode = (v->kind == VMA_KIND__VMA_FILE_SHARED && (v->prot & PROT_WRITE)) ? O_RDWR
 													     : O_RDONLY;
 
@@ -524,8 +535,8 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 					restore_child_fail(ctx, status_fd, r);
 				}
 			}
-			L.premap_prot_of[i] = mem_premap_prot(v, has_pages);
-			r = mem_premap_one(ctx, v, at, L.premap_prot_of[i], fd);
+			L.premap_prot_of[i] = mem_premap_prot(v, has_pages[i]);
+			r = mem_premap_one(ctx, v, at, L.premap_prot_of[i], fd, shmem_src);
 			if (fd >= 0)
 				close(fd);
 			if (r)
@@ -533,6 +544,7 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 			L.premap_of[i] = at;
 			at += v->end - v->start;
 		}
+		free(has_pages);
 	}
 	cs.premap_ns = snap_now_ns() - t0;
 

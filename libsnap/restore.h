@@ -10,8 +10,17 @@
 #include "image.h"
 #include "mem.h"
 
+/* A shared memory object the engine made and filled; the tree's processes map it again. */
+struct shmem_map {
+	uint64_t id;   /* shmem_id of the image */
+	uint64_t addr; /* the engine's mapping, inherited through fork */
+	uint64_t size;
+};
+
 /* Everything one process's images say, read and validated. */
 struct restore_task {
+	const struct shmem_map *shmem; /* the tree's, owned by it */
+	size_t nr_shmem;
 	PstreeEntry *pstree;	   /* owned by the tree */
 	TaskCoreEntry *core;
 	ThreadCoreEntry **threads; /* [0] is the leader; order as in pstree.img */

@@ -12,3 +12,13 @@ Test(tree, sessions_groups_zombies_cr)
 {
 	H_OK(h_run_cr("wl-tree", NULL, 0));
 }
+
+Test(tree, shared_memory_nocr)
+{
+	H_OK(h_run_nocr("wl-shm-tree", NULL, 0));
+}
+
+Test(tree, shared_memory_cr)
+{
+	H_OK(h_run_cr("wl-shm-tree", NULL, 0));
+}
