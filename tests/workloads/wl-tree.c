@@ -125,6 +125,15 @@ static void nothing(void)
 
 static pid_t group_d;
 
+/* Moved into group D by its parent; records itself only once there. */
+static void wait_for_group_d(void)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	while (getpgid(0) != group_d)
+		nanosleep(&ms, NULL);
+}
+
 static void own_group(void)
 {
 	if (setpgid(0, 0))
@@ -182,8 +191,8 @@ static void a2(void)
 	setpgid(d, d);
 	group_d = d;
 	/* Moved by us, not by themselves: they must be in D before d goes. */
-	setpgid(spawn(nothing), d);
-	setpgid(spawn(nothing), d);
+	setpgid(spawn(wait_for_group_d), d);
+	setpgid(spawn(wait_for_group_d), d);
 	kill(d, SIGKILL);
 	waitpid(d, &status, 0);
 }
