@@ -246,12 +246,17 @@ static int drain_task(struct snap_ctx *ctx, struct dump_task *t)
 	return r;
 }
 
-static int write_task(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, struct shmem_set *shmem)
+static int write_task(struct snap_ctx *ctx, struct dump_tree *tree, struct dump_task *t, struct img_dir *dir,
+		      struct shmem_set *shmem)
 {
+	const struct dump_task *parent = NULL;
 	uint64_t t0;
 	int r;
 
-	r = mem_dump(ctx, t, dir, shmem); /* times itself: drain and write */
+	for (size_t i = 0; t != tree->tasks && i < tree->nr; i++)
+		if (tree->tasks[i].pid == t->stat.ppid)
+			parent = &tree->tasks[i];
+	r = mem_dump(ctx, t, dir, shmem, parent); /* times itself: drain and write */
 	t0 = stage_begin();
 	if (!r)
 		r = write_core(ctx, t, dir);
@@ -318,7 +323,7 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	if (!r && !shmem)
 		r = snap_fail(ctx, -ENOMEM, "out of memory");
 	for_each_live_task(&tree, t) if (!r)
-		r = write_task(ctx, t, dir, shmem);
+		r = write_task(ctx, &tree, t, dir, shmem);
 	if (!r) {
 		t0 = stage_begin();
 		r = write_pstree(ctx, &tree, dir);

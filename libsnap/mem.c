@@ -17,6 +17,7 @@
 #include "mem.h"
 
 #define PM_PFN_MASK ((1ull << 55) - 1)
+#define PM_EXCLUSIVE (1ull << 56)
 #define PM_FILE (1ull << 61)
 #define PM_SWAP (1ull << 62)
 #define PM_PRESENT (1ull << 63)
@@ -137,6 +138,7 @@ static uint64_t zero_pfn(void)
 struct run {
 	uint64_t vaddr;
 	uint64_t len;
+	bool via_mem; /* read through /proc/PID/mem, see drain_flush() */
 };
 
 struct drain {
@@ -149,8 +151,9 @@ struct drain {
 	size_t used;
 	struct run *runs;
 	size_t nr_runs, cap_runs;
-	bool readable; /* the runs being collected are in a readable area */
 	bool new_vma;  /* runs never span two areas: restore fills area by area */
+	int parent_pagemap_fd; /* the parent's, to find pages still shared copy-on-write; -1 if none */
+	uint64_t *ppm;	       /* its pagemap entries, as pm */
 	uint64_t nr_pages;
 };
 
@@ -164,37 +167,41 @@ static int drain_flush(struct drain *d)
 
 	if (!d->nr_runs)
 		return 0;
-	if (d->readable) {
-		struct iovec local = { d->buf, d->used }, remote[IOV_MAX];
+	/*
+	 * process_vm_readv pins pages, and pinning a page still shared
+	 * copy-on-write makes the kernel give the task a copy of its own
+	 * (Linux 5.19+): a dump would double the memory of a pre-fork server.
+	 * So only pages mapped once go that way, in large batches; shared ones
+	 * and unreadable areas are read through /proc/PID/mem, which does not
+	 * pin.
+	 */
+	for (size_t i = 0; i < d->nr_runs;) {
+		struct iovec local, remote[IOV_MAX];
+		size_t n = 0, bytes = 0;
+		ssize_t got;
 
-		for (size_t i = 0; i < d->nr_runs;) {
-			size_t n = 0, bytes = 0;
-			ssize_t got;
-
-			for (; i < d->nr_runs && n < IOV_MAX; i++, n++) {
-				remote[n].iov_base = (void *)d->runs[i].vaddr;
-				remote[n].iov_len = d->runs[i].len;
-				bytes += d->runs[i].len;
-			}
-			local.iov_base = d->buf + done;
-			local.iov_len = bytes;
-			got = process_vm_readv(d->t->pid, &local, 1, remote, n, 0);
-			if (got != (ssize_t)bytes)
-				return snap_fail(ctx, got < 0 ? -errno : -EIO,
-						 "pid %d: reading memory at 0x%llx: got %zd of %zu bytes", d->t->pid,
-						 (unsigned long long)(uintptr_t)remote[0].iov_base, got, bytes);
-			done += bytes;
-		}
-	} else {
-		for (size_t i = 0; i < d->nr_runs; i++) {
-			ssize_t got = pread(d->mem_fd, d->buf + done, d->runs[i].len, (off_t)d->runs[i].vaddr);
-
+		if (d->runs[i].via_mem) {
+			got = pread(d->mem_fd, d->buf + done, d->runs[i].len, (off_t)d->runs[i].vaddr);
 			if (got != (ssize_t)d->runs[i].len)
-				return snap_fail(ctx, got < 0 ? -errno : -EIO,
-						 "pid %d: reading protected memory at 0x%llx failed", d->t->pid,
-						 (unsigned long long)d->runs[i].vaddr);
+				return snap_fail(ctx, got < 0 ? -errno : -EIO, "pid %d: reading memory at 0x%llx failed",
+						 d->t->pid, (unsigned long long)d->runs[i].vaddr);
 			done += d->runs[i].len;
+			i++;
+			continue;
 		}
+		for (; i < d->nr_runs && n < IOV_MAX && !d->runs[i].via_mem; i++, n++) {
+			remote[n].iov_base = (void *)d->runs[i].vaddr;
+			remote[n].iov_len = d->runs[i].len;
+			bytes += d->runs[i].len;
+		}
+		local.iov_base = d->buf + done;
+		local.iov_len = bytes;
+		got = process_vm_readv(d->t->pid, &local, 1, remote, n, 0);
+		if (got != (ssize_t)bytes)
+			return snap_fail(ctx, got < 0 ? -errno : -EIO,
+					 "pid %d: reading memory at 0x%llx: got %zd of %zu bytes", d->t->pid,
+					 (unsigned long long)(uintptr_t)remote[0].iov_base, got, bytes);
+		done += bytes;
 	}
 	stage_end(ctx, SNAP_STAGE_DRAIN, t0);
 
@@ -221,14 +228,15 @@ static int drain_flush(struct drain *d)
 	return 0;
 }
 
-static int drain_add(struct drain *d, uint64_t vaddr, uint64_t len)
+static int drain_add(struct drain *d, uint64_t vaddr, uint64_t len, bool via_mem)
 {
 	while (len) {
 		size_t room = DRAIN_BUF_SIZE - d->used;
 		uint64_t n = len < room ? len : room;
 		struct run *last = d->nr_runs ? &d->runs[d->nr_runs - 1] : NULL;
 
-		if (last && !d->new_vma && last->vaddr + last->len == vaddr && last->len + n <= UINT32_MAX / 2) {
+		if (last && !d->new_vma && last->via_mem == via_mem && last->vaddr + last->len == vaddr &&
+		    last->len + n <= UINT32_MAX / 2) {
 			last->len += n;
 		} else {
 			if (d->nr_runs == d->cap_runs) {
@@ -240,7 +248,7 @@ static int drain_add(struct drain *d, uint64_t vaddr, uint64_t len)
 				d->runs = nr;
 				d->cap_runs = cap;
 			}
-			d->runs[d->nr_runs++] = (struct run){ vaddr, n };
+			d->runs[d->nr_runs++] = (struct run){ vaddr, n, via_mem };
 		}
 		d->new_vma = false;
 		d->used += n;
@@ -256,21 +264,30 @@ static int drain_add(struct drain *d, uint64_t vaddr, uint64_t len)
 	return 0;
 }
 
-/* Walks one area's pagemap and queues the pages that hold data. */
-static int drain_vma(struct drain *d, int pagemap_fd, const struct proc_vma *v, VmaKind kind, uint64_t zpfn,
-		     uint64_t *pm)
+static int write_inherited(struct drain *d, uint64_t vaddr, uint64_t nr_pages)
+{
+	PagemapEntry pe = PAGEMAP_ENTRY__INIT;
+
+	pe.vaddr = vaddr;
+	pe.nr_pages = (uint32_t)nr_pages;
+	pe.has_inherited = 1;
+	pe.inherited = 1;
+	return img_write_msg(d->ctx, d->pagemap, &pe.base);
+}
+
+/*
+ * Walks one area's pagemap and queues the pages that hold data. With
+ * @twin (the parent's area at the same place) a page that is the very
+ * same physical page in the parent is recorded as inherited, not stored:
+ * restore forks the child from a parent that has it, and it stays shared.
+ */
+static int drain_vma(struct drain *d, int pagemap_fd, const struct proc_vma *v, const struct proc_vma *twin,
+		     uint64_t zpfn, uint64_t *pm)
 {
 	size_t ps = page_size();
 	bool readable = v->prot & PROT_READ;
 	uint64_t t0 = stage_begin();
 
-	if (d->nr_runs && d->readable != readable) {
-		int r = drain_flush(d);
-
-		if (r)
-			return r;
-	}
-	d->readable = readable;
 	d->new_vma = true;
 	for (uint64_t addr = v->start; addr < v->end;) {
 		size_t n = (v->end - addr) / ps;
@@ -280,10 +297,37 @@ static int drain_vma(struct drain *d, int pagemap_fd, const struct proc_vma *v, 
 			n = PAGEMAP_BATCH;
 		t0 = stage_begin();
 		got = pread(pagemap_fd, pm, n * 8, (off_t)(addr / ps * 8));
+		if (got == (ssize_t)(n * 8) && twin &&
+		    pread(d->parent_pagemap_fd, d->ppm, n * 8, (off_t)(addr / ps * 8)) != (ssize_t)(n * 8))
+			memset(d->ppm, 0, n * 8); /* no sharing found is always correct */
 		stage_end(d->ctx, SNAP_STAGE_DRAIN, t0);
 		if (got != (ssize_t)(n * 8))
 			return snap_fail(d->ctx, got < 0 ? -errno : -EIO, "pid %d: cannot read pagemap at 0x%llx", d->t->pid,
 					 (unsigned long long)addr);
+		for (size_t i = 0; twin && i < n;) {
+			size_t j;
+			int r;
+
+			/* The same physical page in the parent, not the zero page: still shared since the fork. */
+#define SHARED(k)                                                                                     \
+	((pm[k] & PM_PRESENT) && (d->ppm[k] & PM_PRESENT) && !(pm[k] & PM_FILE) && !(d->ppm[k] & PM_FILE) && \
+	 (pm[k] & PM_PFN_MASK) && (pm[k] & PM_PFN_MASK) == (d->ppm[k] & PM_PFN_MASK) &&                     \
+	 (pm[k] & PM_PFN_MASK) != zpfn)
+			if (!SHARED(i)) {
+				i++;
+				continue;
+			}
+			for (j = i + 1; j < n && SHARED(j); j++)
+				;
+			r = write_inherited(d, addr + i * ps, j - i);
+			if (r)
+				return r;
+			/* Not stored: drop them from what the loop below looks at. */
+			for (size_t k = i; k < j; k++)
+				pm[k] = 0;
+			i = j;
+		}
+#undef SHARED
 		for (size_t i = 0; i < n;) {
 			size_t j;
 			int r;
@@ -291,22 +335,39 @@ static int drain_vma(struct drain *d, int pagemap_fd, const struct proc_vma *v, 
 			/* A page holds data if it is ours (anonymous), present or swapped, and not the zero page. */
 #define STORED(e) \
 	(((e) & (PM_PRESENT | PM_SWAP)) && !((e) & PM_FILE) && !(zpfn && ((e) & PM_PRESENT) && ((e) & PM_PFN_MASK) == zpfn))
+			/* Unreadable, or mapped more than once (a swapped page counts as that): see drain_flush(). */
+#define VIA_MEM(e) (!readable || !((e) & PM_EXCLUSIVE))
 			if (!STORED(pm[i])) {
 				i++;
 				continue;
 			}
-			for (j = i + 1; j < n && STORED(pm[j]); j++)
+			for (j = i + 1; j < n && STORED(pm[j]) && VIA_MEM(pm[j]) == VIA_MEM(pm[i]); j++)
 				;
+			r = drain_add(d, addr + i * ps, (j - i) * ps, VIA_MEM(pm[i]));
+#undef VIA_MEM
 #undef STORED
-			r = drain_add(d, addr + i * ps, (j - i) * ps);
 			if (r)
 				return r;
 			i = j;
 		}
 		addr += n * ps;
 	}
-	(void)kind;
 	return 0;
+}
+
+/* The parent's area with exactly @v's range, anonymous and private too. */
+static const struct proc_vma *parent_twin(const struct dump_task *parent, const struct proc_vma *v)
+{
+	if (!parent || v->shared || (v->path && strcmp(v->path, "[heap]") && strcmp(v->path, "[stack]") &&
+				     strncmp(v->path, "[anon:", 6)))
+		return NULL;
+	for (size_t i = 0; i < parent->vmas.nr; i++) {
+		const struct proc_vma *p = &parent->vmas.v[i];
+
+		if (p->start == v->start && p->end == v->end && !p->shared && (!p->path || !strcmp(p->path, v->path ? v->path : "")))
+			return p;
+	}
+	return NULL;
 }
 
 /*
@@ -470,9 +531,10 @@ static int shmem_first(struct snap_ctx *ctx, struct shmem_set *set, uint64_t id)
 	return 1;
 }
 
-int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, struct shmem_set *shmem)
+int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, struct shmem_set *shmem,
+	     const struct dump_task *parent)
 {
-	struct drain d = { .ctx = ctx, .t = t, .mem_fd = -1 };
+	struct drain d = { .ctx = ctx, .t = t, .mem_fd = -1, .parent_pagemap_fd = -1 };
 	PagemapHead head = PAGEMAP_HEAD__INIT;
 	uint64_t zpfn = zero_pfn(), *pm = NULL;
 	char path[64];
@@ -492,9 +554,14 @@ int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, str
 		r = snap_fail(ctx, -errno, "pid %d: cannot open %s: %m", t->pid, path);
 		goto out;
 	}
+	if (parent && zpfn) {
+		snprintf(path, sizeof(path), "/proc/%d/pagemap", parent->pid);
+		d.parent_pagemap_fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
 	d.buf = mmap(NULL, DRAIN_BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	pm = malloc(PAGEMAP_BATCH * sizeof(*pm));
-	if (d.buf == MAP_FAILED || !pm) {
+	d.ppm = malloc(PAGEMAP_BATCH * sizeof(*d.ppm));
+	if (d.buf == MAP_FAILED || !pm || !d.ppm) {
 		d.buf = d.buf == MAP_FAILED ? NULL : d.buf;
 		r = snap_fail(ctx, -ENOMEM, "out of memory for the drain buffer");
 		goto out;
@@ -516,7 +583,10 @@ int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, str
 
 		r = classify(ctx, t->pid, v, &kind);
 		if (!r && kind_has_pages(kind))
-			r = drain_vma(&d, pagemap_fd, v, kind, zpfn, pm);
+			r = drain_vma(&d, pagemap_fd, v,
+				      d.parent_pagemap_fd >= 0 && kind == VMA_KIND__VMA_ANON_PRIVATE ? parent_twin(parent, v)
+												     : NULL,
+				      zpfn, pm);
 		if (!r && kind == VMA_KIND__VMA_ANON_SHARED) {
 			uint64_t size = 0;
 
@@ -539,6 +609,9 @@ out:
 		r = r ? r : cr;
 	}
 	free(pm);
+	free(d.ppm);
+	if (d.parent_pagemap_fd >= 0)
+		close(d.parent_pagemap_fd);
 	free(d.runs);
 	if (d.buf)
 		munmap(d.buf, DRAIN_BUF_SIZE);
@@ -633,6 +706,26 @@ void mem_image_free(struct mem_image *mi)
 	memset(mi, 0, sizeof(*mi));
 }
 
+const VmaEntry *mem_find_vma(const struct mem_image *mi, uint64_t addr)
+{
+	size_t lo = 0, hi = mi->nr_vmas;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (mi->vmas[mid]->end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < mi->nr_vmas && mi->vmas[lo]->start <= addr ? mi->vmas[lo] : NULL;
+}
+
+bool mem_run_has_data(const PagemapEntry *pe)
+{
+	return !pe->has_shmem_id && !(pe->has_inherited && pe->inherited);
+}
+
 void mem_vmas_with_pages(const struct mem_image *mi, bool *ret)
 {
 	size_t vi = 0;
@@ -641,7 +734,7 @@ void mem_vmas_with_pages(const struct mem_image *mi, bool *ret)
 	for (size_t i = 0; i < mi->nr_pages; i++) {
 		const PagemapEntry *pe = mi->pages[i];
 
-		if (pe->has_shmem_id)
+		if (!mem_run_has_data(pe))
 			continue;
 		while (vi < mi->nr_vmas && mi->vmas[vi]->end <= pe->vaddr)
 			vi++;
@@ -720,6 +813,16 @@ int mem_image_validate(struct snap_ctx *ctx, const struct mem_image *mi)
 		const PagemapEntry *pe = mi->pages[i];
 		uint64_t len = (uint64_t)pe->nr_pages * ps;
 
+		if (pe->has_inherited && pe->inherited) {
+			/* The parent's side of it is checked across the tree. */
+			const VmaEntry *v = mem_find_vma(mi, pe->vaddr);
+
+			if (!pe->nr_pages || pe->vaddr % ps || !v || v->kind != VMA_KIND__VMA_ANON_PRIVATE ||
+			    len > v->end - pe->vaddr)
+				return snap_fail(ctx, -EINVAL, "image %s: inherited run %zu (0x%llx) is malformed",
+						 mi->head->pages_file, i, (unsigned long long)pe->vaddr);
+			continue;
+		}
 		if (pe->has_shmem_id) {
 			/* Which object, and its size, are checked across the tree. */
 			if (!pe->nr_pages || pe->vaddr % ps || pe->offset % ps || pe->offset + len > mi->pages_size ||
@@ -789,11 +892,11 @@ static void *fill_range(void *arg)
 		uint64_t file_off = mi->pages[i]->offset, want = 0;
 		int n = 0;
 
-		if (mi->pages[i]->has_shmem_id) {
-			i++; /* filled once, by the engine, into the object itself */
+		if (!mem_run_has_data(mi->pages[i])) {
+			i++; /* shared memory: filled by the engine; inherited: there since the fork */
 			continue;
 		}
-		for (; i < j->last && n < IOV_MAX && !mi->pages[i]->has_shmem_id &&
+		for (; i < j->last && n < IOV_MAX && mem_run_has_data(mi->pages[i]) &&
 		       mi->pages[i]->offset == file_off + want;
 		     i++, n++) {
 			const PagemapEntry *pe = mi->pages[i];
@@ -850,7 +953,7 @@ int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *p
 	int r = 0;
 
 	for (size_t i = 0; i < mi->nr_pages; i++)
-		if (!mi->pages[i]->has_shmem_id)
+		if (mem_run_has_data(mi->pages[i]))
 			total += (uint64_t)mi->pages[i]->nr_pages * page_size();
 	if (total >= FILL_PARALLEL_MIN && cpus > 1)
 		nr = cpus < FILL_THREADS ? (size_t)cpus : FILL_THREADS;

@@ -18,9 +18,11 @@ struct shmem_set {
 
 /*
  * Dump: writes mm-PID.img, pagemap-PID.img and pages-PID.img. The content
- * of a shared memory object goes with the first process that maps it.
+ * of a shared memory object goes with the first process that maps it;
+ * pages still shared copy-on-write with @parent (if any) are not stored.
  */
-int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, struct shmem_set *shmem);
+int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, struct shmem_set *shmem,
+	     const struct dump_task *parent);
 
 /* Restore: the memory part of one process's image. */
 struct mem_image {
@@ -38,6 +40,10 @@ void mem_image_free(struct mem_image *mi);
 /* Everything that can be checked before a process exists: layout, page runs, mapped files. */
 int mem_image_validate(struct snap_ctx *ctx, const struct mem_image *mi);
 
+/* The image area holding @addr, or NULL. */
+const VmaEntry *mem_find_vma(const struct mem_image *mi, uint64_t addr);
+/* Whether a page run's data is in this process's page file (not shared memory, not inherited). */
+bool mem_run_has_data(const PagemapEntry *pe);
 /* Sets ret[i] for each (validated) area i that has pages to fill. */
 void mem_vmas_with_pages(const struct mem_image *mi, bool *ret);
 /* Whether the restorer moves this area from a premapped copy (kernel areas are handled apart). */

@@ -349,6 +349,11 @@ __attribute__((noreturn)) static void tree_child(struct snap_ctx *ctx, struct im
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (pe->sid == me && setsid() < 0)
 		r = snap_fail(ctx, -errno, "cannot create session %d: %m", me);
+	if (r)
+		restore_child_fail(ctx, status_fd, r);
+	/* Memory first: the children forked below inherit it, and keep what they share with us. */
+	if (!is_zombie(pe))
+		restore_task_premap(ctx, set, &tree->tasks[idx], idx ? &tree->tasks[tree->parent[idx]] : NULL, status_fd);
 	for (size_t k = 0; !r && k < tree->nr_standins; k++) {
 		pid_t p;
 

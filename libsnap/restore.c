@@ -253,12 +253,6 @@ static int rseq_unregister_self(void)
 	return -errno;
 }
 
-struct child_layout {
-	uint64_t region, region_len; /* everything of ours: restorer, args, stack, scratch, premapped areas */
-	uint64_t blob, args, args_len, stack_top, scratch;
-	uint64_t *premap_of;	  /* per image vma: where it is premapped */
-	uint32_t *premap_prot_of; /* per image vma: the protection it is premapped with */
-};
 
 static void send_status(int fd, char type, const void *data, size_t len)
 {
@@ -274,7 +268,7 @@ static void send_status(int fd, char type, const void *data, size_t len)
 }
 
 /* Builds the restorer's arguments: everything it needs once nothing of ours is left. */
-static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct child_layout *L, int status_fd, int exe_fd,
+static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct restore_layout *L, int status_fd, int exe_fd,
 		      const struct proc_vma_list *self)
 {
 	struct restorer_args *a = (void *)L->args;
@@ -342,12 +336,21 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct chil
 		if (!(self->v[i].path && !strcmp(self->v[i].path, "[vsyscall]")) && self->v[i].end > limit)
 			limit = self->v[i].end;
 	{
-		struct interval keep[NR_SPECIAL + 1];
+		struct interval keep[NR_SPECIAL + 1 + 256];
 		size_t nk = 0;
 
 		keep[nk++] = (struct interval){ L->region, L->region + L->region_len };
 		for (uint32_t k = 0; k < a->nr_special; k++)
 			keep[nk++] = (struct interval){ sp[k].cur, sp[k].cur + sp[k].len };
+		/* Areas taken over from the parent lie outside our region, where the parent premapped them. */
+		for (size_t i = 0; i < rt->mem.nr_vmas; i++) {
+			if (!L->inherited_of[i])
+				continue;
+			if (nk == sizeof(keep) / sizeof(keep[0]))
+				return snap_fail(ctx, -EOPNOTSUPP, "too many areas inherited from the parent");
+			keep[nk++] = (struct interval){ L->premap_of[i],
+							L->premap_of[i] + rt->mem.vmas[i]->end - rt->mem.vmas[i]->start };
+		}
 		qsort(keep, nk, sizeof(keep[0]), cmp_interval);
 		for (size_t k = 0; k < nk; k++) {
 			if (keep[k].start > prev)
@@ -441,25 +444,110 @@ void restore_child_fail(struct snap_ctx *ctx, int status_fd, int err)
 }
 
 /* Runs in the new process: premap, fill, files, then into the restorer. */
-void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restore_task *rt, int status_fd,
-			struct restore_ctl *ctl, size_t index)
+/*
+ * Which of our private anonymous areas we take over from the parent (the
+ * very same range in its image, premapped and filled by it before it
+ * forked us): those with pages still shared copy-on-write.
+ */
+static void find_inherited(const struct restore_task *rt, const struct restore_task *parent, bool *ret)
+{
+	const struct mem_image *mi = &rt->mem;
+
+	memset(ret, 0, mi->nr_vmas * sizeof(*ret));
+	if (!parent || !parent->layout)
+		return;
+	for (size_t i = 0; i < mi->nr_pages; i++) {
+		const PagemapEntry *pe = mi->pages[i];
+		const VmaEntry *v;
+
+		if (!(pe->has_inherited && pe->inherited) || !(v = mem_find_vma(mi, pe->vaddr)))
+			continue;
+		for (size_t k = 0; k < mi->nr_vmas; k++)
+			if (mi->vmas[k] == v)
+				ret[k] = true;
+	}
+}
+
+static ssize_t parent_twin(const struct restore_task *parent, const VmaEntry *v)
+{
+	for (size_t j = 0; j < parent->mem.nr_vmas; j++) {
+		const VmaEntry *p = parent->mem.vmas[j];
+
+		if (p->start == v->start && p->end == v->end && p->kind == VMA_KIND__VMA_ANON_PRIVATE)
+			return (ssize_t)j;
+	}
+	return -1;
+}
+
+/*
+ * What to drop from an area taken over from the parent: every page that
+ * is neither inherited nor ours in the image (the parent's own pages
+ * there must not show through).
+ */
+static int drop_foreign_pages(struct snap_ctx *ctx, const struct mem_image *mi, size_t vi, uint64_t premap)
+{
+	const VmaEntry *v = mi->vmas[vi];
+	uint64_t ps = page_size(), npages = (v->end - v->start) / ps;
+	uint8_t *keep = calloc(npages, 1);
+	int r = 0;
+
+	if (!keep)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < mi->nr_pages; i++) {
+		const PagemapEntry *pe = mi->pages[i];
+
+		if (pe->has_shmem_id || pe->vaddr < v->start || pe->vaddr >= v->end)
+			continue;
+		memset(keep + (pe->vaddr - v->start) / ps, 1, pe->nr_pages);
+	}
+	for (uint64_t p = 0; !r && p < npages;) {
+		uint64_t q = p;
+
+		if (keep[p]) {
+			p++;
+			continue;
+		}
+		while (q < npages && !keep[q])
+			q++;
+		if (madvise((void *)(premap + p * ps), (q - p) * ps, MADV_DONTNEED))
+			r = snap_fail(ctx, -errno, "area 0x%llx: cannot drop the parent's pages: %m",
+				      (unsigned long long)v->start);
+		p = q;
+	}
+	free(keep);
+	return r;
+}
+
+void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct restore_task *rt,
+			 const struct restore_task *parent, int status_fd)
 {
 	struct mem_image *mi = &rt->mem;
 	struct proc_vma_list self = { 0 };
-	struct child_layout L = { 0 };
-	struct child_stats cs = { 0 };
+	struct restore_layout *lp = calloc(1, sizeof(*lp));
 	uint64_t ps = page_size(), t0, premap_total = 0, special_total = 0, blob_len = blob_map_size(&restorer_blob);
-	int pages_fd = -1, exe_fd, keep[2], high, r;
-	sigset_t all;
+	int pages_fd = -1, r;
 
 	snap_clear_error(ctx);
+	if (!lp) {
+		r = snap_fail(ctx, -ENOMEM, "out of memory");
+		restore_child_fail(ctx, status_fd, r);
+	}
+	rt->layout = lp;
+#define L (*lp)
+#define cs (lp->stats)
+	L.inherited_of = calloc(mi->nr_vmas ? mi->nr_vmas : 1, sizeof(*L.inherited_of));
+	if (!L.inherited_of) {
+		r = snap_fail(ctx, -ENOMEM, "out of memory");
+		restore_child_fail(ctx, status_fd, r);
+	}
+	find_inherited(rt, parent, L.inherited_of);
 
 	t0 = stage_begin();
 	r = proc_read_vmas(ctx, getpid(), &self);
 	if (r)
 		restore_child_fail(ctx, status_fd, r);
 	for (size_t i = 0; i < mi->nr_vmas; i++)
-		if (mem_vma_premapped(mi->vmas[i]))
+		if (mem_vma_premapped(mi->vmas[i]) && !L.inherited_of[i])
 			premap_total += mi->vmas[i]->end - mi->vmas[i]->start;
 	for (size_t i = 0; i < self.nr; i++)
 		for (int k = 0; k < NR_SPECIAL; k++)
@@ -516,6 +604,18 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 
 			if (!mem_vma_premapped(v))
 				continue;
+			if (L.inherited_of[i]) {
+				ssize_t j = parent_twin(parent, v);
+
+				if (j < 0) {
+					r = snap_fail(ctx, -EINVAL, "area 0x%llx: inherited, but the parent has no such area",
+						      (unsigned long long)v->start);
+					restore_child_fail(ctx, status_fd, r);
+				}
+				L.premap_of[i] = parent->layout->premap_of[j];
+				L.premap_prot_of[i] = parent->layout->premap_prot_of[j];
+				continue;
+			}
 			if (v->kind == VMA_KIND__VMA_ANON_SHARED) {
 				for (size_t k = 0; k < rt->nr_shmem; k++)
 					if (rt->shmem[k].id == v->shmem_id)
@@ -554,6 +654,9 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 		restore_child_fail(ctx, status_fd, pages_fd);
 	ctx->stats.pages_bytes = 0;
 	r = mem_fill(ctx, mi, L.premap_of, pages_fd);
+	for (size_t i = 0; !r && i < mi->nr_vmas; i++)
+		if (L.inherited_of[i])
+			r = drop_foreign_pages(ctx, mi, i, L.premap_of[i]);
 	if (r)
 		restore_child_fail(ctx, status_fd, r);
 	close(pages_fd);
@@ -562,6 +665,22 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 	cs.vmas = mi->nr_vmas;
 	cs.region = L.region;
 	cs.region_len = L.region_len;
+	proc_vma_list_free(&self);
+#undef L
+#undef cs
+}
+
+void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restore_task *rt, int status_fd,
+			struct restore_ctl *ctl, size_t index)
+{
+	struct mem_image *mi = &rt->mem;
+	struct restore_layout L = *rt->layout;
+	struct child_stats cs = rt->layout->stats;
+	struct proc_vma_list self = { 0 };
+	int exe_fd, keep[2], high, r;
+	sigset_t all;
+
+	(void)set;
 
 	/* Our own fds move above the image's, then the image's fds are opened. */
 	exe_fd = open(mi->mm->exe, O_RDONLY | O_CLOEXEC);
@@ -589,7 +708,6 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 		restore_child_fail(ctx, status_fd, r);
 
 	/* The layout as it is now, with every mapping of ours the steps above made. */
-	proc_vma_list_free(&self);
 	r = proc_read_vmas(ctx, getpid(), &self);
 	if (!r)
 		r = build_args(ctx, rt, &L, status_fd, exe_fd, &self);

@@ -17,8 +17,30 @@ struct shmem_map {
 	uint64_t size;
 };
 
+/* Child -> engine records on the status pipe. */
+enum { STATUS_STATS = 'S', STATUS_ERROR = 'E' };
+#define STATUS_MSG_MAX 1024
+
+struct child_stats {
+	int32_t pid;
+	uint32_t pad;
+	uint64_t premap_ns, fill_ns, pages_bytes, vmas;
+	uint64_t region, region_len; /* what the engine unmaps once the restorer is done */
+};
+
+/* Where a new process put its memory before entering the restorer. */
+struct restore_layout {
+	uint64_t region, region_len; /* everything of ours: restorer, args, stack, scratch, premapped areas */
+	uint64_t blob, args, args_len, stack_top, scratch;
+	uint64_t *premap_of;	  /* per image vma: where it is premapped */
+	uint32_t *premap_prot_of; /* per image vma: the protection it is premapped with */
+	bool *inherited_of;	  /* per image vma: taken over from the parent, outside our region */
+	struct child_stats stats;
+};
+
 /* Everything one process's images say, read and validated. */
 struct restore_task {
+	struct restore_layout *layout; /* set in the new process by restore_task_premap() */
 	const struct shmem_map *shmem; /* the tree's, owned by it */
 	size_t nr_shmem;
 	PstreeEntry *pstree;	   /* owned by the tree */
@@ -56,26 +78,22 @@ int restore_check_specials(struct snap_ctx *ctx, const struct restore_task *rt);
 /* Fails naming @pid (and what has it) if a process or thread has it. */
 int restore_pid_in_use(struct snap_ctx *ctx, pid_t pid);
 
-/* Child -> engine records on the status pipe. */
-enum { STATUS_STATS = 'S', STATUS_ERROR = 'E' };
-#define STATUS_MSG_MAX 1024
-
-struct child_stats {
-	int32_t pid;
-	uint32_t pad;
-	uint64_t premap_ns, fill_ns, pages_bytes, vmas;
-	uint64_t region, region_len; /* what the engine unmaps once the restorer is done */
-};
-
 /* Reports the context's error to the engine, errno first, and ends the process. */
 __attribute__((noreturn)) void restore_child_fail(struct snap_ctx *ctx, int status_fd, int err);
 /* Waits at @b until @ctl->participants have arrived. */
 void restore_barrier(struct restore_ctl *ctl, enum restore_barrier b);
 
 /*
- * In the new process, once the tree steps are done: premap and fill its
- * memory, open its files, report STATS, wait for the engine's go at
- * ctl->go[@index], and enter the restorer.
+ * In the new process, before it forks its children (which inherit what it
+ * premapped, pages shared copy-on-write included): premap and fill its
+ * memory, taking over @parent's premapped areas where the image says
+ * their pages are inherited. Fails through restore_child_fail().
+ */
+void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct restore_task *rt,
+			 const struct restore_task *parent, int status_fd);
+/*
+ * Then, once the tree steps are done: open its files, report STATS, wait
+ * for the engine's go at ctl->go[@index], and enter the restorer.
  */
 __attribute__((noreturn)) void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restore_task *rt,
 						  int status_fd, struct restore_ctl *ctl, size_t index);

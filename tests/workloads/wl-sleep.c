@@ -279,8 +279,12 @@ static void wait_suspended(void)
 	sigset_t waitmask = blocked;
 
 	sigdelset(&waitmask, SIGUSR1);
-	/* A SIGUSR1 sent before sigsuspend stays pending (blocked), so none is missed. */
-	while (!wl_go_exists())
+	/*
+	 * A SIGUSR1 sent before sigsuspend stays pending (blocked), so none is
+	 * missed; and go may be seen before the SIGUSR1 that follows it has
+	 * been taken, so wait for that too (its handler must still work).
+	 */
+	while (!wl_go_exists() || !usr1_count)
 		sigsuspend(&waitmask);
 }
 
