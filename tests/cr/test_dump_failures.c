@@ -3,7 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "crtest.h"
 #include "crtest_util.h"
@@ -45,9 +47,9 @@ static void expect_untouched(pid_t pid)
 	free(status);
 }
 
-static void expect_refused(const char *mode, const char *kind)
+static void expect_refused_args(const char *const *args, const char *kind)
 {
-	const char *const args[] = { mode, NULL };
+	const char *mode = args[0];
 	struct h_wl w = { 0 };
 	char imgdir[PATH_MAX];
 	snap_ctx *ctx;
@@ -65,6 +67,14 @@ static void expect_refused(const char *mode, const char *kind)
 	expect_untouched(w.pid);
 	/* The workload checks its heap and the refused object itself. */
 	H_OK(h_finish(&w));
+	(void)mode;
+}
+
+static void expect_refused(const char *mode, const char *kind)
+{
+	const char *const args[] = { mode, NULL };
+
+	expect_refused_args(args, kind);
 }
 
 Test(dump_failures, socket)
@@ -75,4 +85,24 @@ Test(dump_failures, socket)
 Test(dump_failures, pipe)
 {
 	expect_refused("pipe", "pipe");
+}
+
+/* A process of the tree in a group that belongs to a process outside it. */
+Test(dump_failures, group_outside_tree)
+{
+	char pgid[16];
+	const char *const args[] = { "group", pgid, NULL };
+	pid_t outsider = fork();
+
+	cr_assert(outsider >= 0);
+	if (outsider == 0) {
+		setpgid(0, 0);
+		for (;;)
+			pause();
+	}
+	setpgid(outsider, outsider);
+	snprintf(pgid, sizeof(pgid), "%d", (int)outsider);
+	expect_refused_args(args, "group");
+	kill(outsider, SIGKILL);
+	waitpid(outsider, NULL, 0);
 }
