@@ -69,6 +69,7 @@ static int wait_interrupt_stop(struct snap_ctx *ctx, pid_t pid, struct dump_thre
 	return 0;
 }
 
+/* Seizes and interrupts @tid without waiting: many threads stop at once that way. */
 static int seize_thread(struct snap_ctx *ctx, struct dump_task *t, pid_t tid)
 {
 	struct dump_thread *th;
@@ -92,12 +93,26 @@ static int seize_thread(struct snap_ctx *ctx, struct dump_task *t, pid_t tid)
 	th->seized = true;
 	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0))
 		return snap_fail(ctx, -errno, "pid %d: tid %d: cannot interrupt: %m", t->pid, tid);
-	r = wait_interrupt_stop(ctx, t->pid, th);
-	if (r == 1) {
-		/* Gone already: forget it. */
-		t->nr_threads--;
-		return 0;
+	return 0;
+}
+
+/* Waits for the stops of threads [@from, nr_threads) and forgets those that exited meanwhile. */
+static int wait_new_threads(struct snap_ctx *ctx, struct dump_task *t, size_t from)
+{
+	size_t keep = from;
+	int r = 0;
+
+	/* Every one, even after a failure: only a stopped thread can be detached. */
+	for (size_t i = from; i < t->nr_threads; i++) {
+		int w = wait_interrupt_stop(ctx, t->pid, &t->threads[i]);
+
+		if (w < 0 && !r)
+			r = w;
+		if (w == 1)
+			continue; /* gone already */
+		t->threads[keep++] = t->threads[i];
 	}
+	t->nr_threads = keep;
 	return r;
 }
 
@@ -124,13 +139,19 @@ int seize_task(struct snap_ctx *ctx, struct dump_task *t)
 
 	/* The leader first: it is threads[0] from here on. */
 	r = seize_thread(ctx, t, pid);
+	if (!r)
+		r = wait_new_threads(ctx, t, 0);
 	if (r)
 		return r;
 	if (!t->nr_threads)
 		return snap_fail(ctx, -ESRCH, "pid %d exited while being frozen", pid);
 
-	/* Every thread the listing shows, again and again until a listing brings nothing new. */
+	/*
+	 * Every thread the listing shows, again and again until a listing
+	 * brings nothing new; each round interrupts all new ones, then waits.
+	 */
 	do {
+		size_t from = t->nr_threads;
 		int *ids = NULL;
 		size_t nr = 0;
 
@@ -143,6 +164,8 @@ int seize_task(struct snap_ctx *ctx, struct dump_task *t)
 			added = true;
 		}
 		free(ids);
+		if (!r)
+			r = wait_new_threads(ctx, t, from);
 	} while (!r && added);
 	return r;
 }

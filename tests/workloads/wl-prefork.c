@@ -1,5 +1,5 @@
 /*
- * Workload: a pre-fork server. The root fills 64 MiB, forks 8 workers that
+ * Workload: a pre-fork server. The root fills 64 MiB, forks 8 (or argv[2]) workers that
  * share it copy-on-write; each worker rewrites its own 1 MiB slice, and
  * the root rewrites another slice after the fork (which the workers must
  * not see). After go everyone checks what it should see.
@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -16,7 +17,7 @@
 
 #define DATA (64u << 20)
 #define SLICE (1u << 20)
-#define NR_WORKERS 8
+#define MAX_WORKERS 64
 #define SEED 0xc0ffee
 /*
  * What the root rewrites after the fork: the workers keep the old pages,
@@ -26,6 +27,7 @@
 #define ROOT_OWN (256u << 10)
 
 static uint8_t *data;
+static int NR_WORKERS = 8; /* argv[2] */
 
 /*
  * Worker i (self = i) rewrote slice i; the root (self = -1) rewrote the
@@ -49,10 +51,14 @@ static void check_view(int self)
 
 int main(int argc, char **argv)
 {
-	pid_t workers[NR_WORKERS];
+	pid_t workers[MAX_WORKERS];
 	int status;
 
-	wl_init(argc, argv, 0, "");
+	wl_init(argc, argv, 0, "[NR_WORKERS]");
+	if (argc > 2)
+		NR_WORKERS = atoi(argv[2]);
+	if (NR_WORKERS < 1 || NR_WORKERS > MAX_WORKERS || (NR_WORKERS + 1) * SLICE > DATA)
+		wl_die("NR_WORKERS must be 1..%d", MAX_WORKERS);
 	data = mmap(NULL, DATA, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (data == MAP_FAILED)
 		wl_die("mmap failed: %m");

@@ -1,4 +1,8 @@
-/* Benchmark: per-stage dump and restore times of a process holding 1 MiB to 1 GiB of random anonymous memory. */
+/*
+ * Benchmark: per-stage dump and restore times of a process holding 1 MiB
+ * to 1 GiB of random anonymous memory, a 64-thread process and a tree of
+ * 16 processes.
+ */
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -9,11 +13,14 @@
 #include "harness.h"
 
 /*
- * Usage: bench_memory [--reps N] [--json FILE] [MIB...]
- * For each size (default 1 256 1024 MiB), N times (default 5): start
- * wl-bench-mem, dump it (killed), restore it through the library, let it
- * verify its memory, and record snap_get_stats() of both operations. Prints
- * the medians as a table and, with --json, writes them to FILE.
+ * Usage: bench_cr [--reps N] [--json FILE] [CASE...]
+ * A case is a size in MiB (wl-bench-mem with that much memory), threads64
+ * (wl-threads with 64 threads) or tree16 (wl-prefork: a root and 15
+ * workers over 64 MiB); default: 1 256 1024 threads64 tree16. For each, N
+ * times (default 5): start it, dump it (killed), restore it through the
+ * library, let it check itself, and record snap_get_stats() of both
+ * operations. Prints the medians as a table and, with --json, writes them
+ * to FILE.
  */
 
 #define MAX_SIZES 16
@@ -31,8 +38,14 @@ struct run {
 	uint64_t dump_ns, restore_ns; /* wall time of the library calls */
 };
 
+struct bench_case {
+	char label[40];
+	const char *workload;
+	char arg[24];
+};
+
 struct result {
-	unsigned long mib;
+	const char *label;
 	double dump_ms[NR_DUMP], restore_ms[NR_RESTORE];
 	double dump_total_ms, restore_total_ms;
 	double pages_mib, drain_gibs, fill_gibs;
@@ -56,17 +69,16 @@ static double gib_per_s(uint64_t bytes, uint64_t ns)
 	return ns ? (double)bytes / (1024.0 * 1024 * 1024) / ((double)ns / 1e9) : 0;
 }
 
-static int one_run(unsigned long mib, struct run *out)
+static int one_run(const struct bench_case *c, struct run *out)
 {
-	char size[32], imgdir[PATH_MAX];
-	const char *const args[] = { size, NULL };
+	char imgdir[PATH_MAX];
+	const char *const args[] = { c->arg, NULL };
 	/* Filling and verifying 1 GiB takes seconds, more on a slow machine. */
 	struct h_wl w = { .ready_timeout_ms = 300 * 1000, .exit_timeout_ms = 300 * 1000 };
 	snap_ctx *ctx = NULL;
 	int r;
 
-	snprintf(size, sizeof(size), "%lu", mib);
-	r = h_start(&w, "wl-bench-mem", args);
+	r = h_start(&w, c->workload, args);
 	if (r == 0)
 		r = h_tmpdir(imgdir, "bench-img");
 	if (r == 0)
@@ -100,11 +112,11 @@ static int one_run(unsigned long mib, struct run *out)
 	return r;
 }
 
-static void summarize(unsigned long mib, const struct run *runs, int n, struct result *res)
+static void summarize(const char *label, const struct run *runs, int n, struct result *res)
 {
 	double v[MAX_REPS];
 
-	res->mib = mib;
+	res->label = label;
 	for (size_t s = 0; s < NR_DUMP; s++) {
 		for (int i = 0; i < n; i++)
 			v[i] = runs[i].dump.stage_ns[dump_stages[s]] / 1e6;
@@ -136,7 +148,7 @@ static void summarize(unsigned long mib, const struct run *runs, int n, struct r
 static void print_table(const struct result *res, int nr, int reps)
 {
 	printf("\nmedian of %d runs, milliseconds (rates in GiB/s of page data)\n", reps);
-	printf("%8s |", "MiB");
+	printf("%9s |", "case");
 	for (size_t s = 0; s < NR_DUMP; s++)
 		printf(" %8s", snap_stage_name(dump_stages[s]));
 	printf(" %9s |", "dump");
@@ -146,7 +158,7 @@ static void print_table(const struct result *res, int nr, int reps)
 	for (int i = 0; i < nr; i++) {
 		const struct result *r = &res[i];
 
-		printf("%8lu |", r->mib);
+		printf("%9s |", r->label);
 		for (size_t s = 0; s < NR_DUMP; s++)
 			printf(" %8.2f", r->dump_ms[s]);
 		printf(" %9.2f |", r->dump_total_ms);
@@ -163,12 +175,12 @@ static int write_json(const char *path, const struct result *res, int nr, int re
 
 	if (!f)
 		return -errno;
-	fprintf(f, "{\n  \"benchmark\": \"memory\",\n  \"reps\": %d,\n  \"statistic\": \"median\",\n", reps);
+	fprintf(f, "{\n  \"benchmark\": \"dump-restore\",\n  \"reps\": %d,\n  \"statistic\": \"median\",\n", reps);
 	fprintf(f, "  \"results\": [");
 	for (int i = 0; i < nr; i++) {
 		const struct result *r = &res[i];
 
-		fprintf(f, "%s\n    {\n      \"size_mib\": %lu,\n", i ? "," : "", r->mib);
+		fprintf(f, "%s\n    {\n      \"case\": \"%s\",\n", i ? "," : "", r->label);
 		fprintf(f, "      \"pages_mib\": %.3f,\n      \"dump_ms\": {", r->pages_mib);
 		for (size_t s = 0; s < NR_DUMP; s++)
 			fprintf(f, "\"%s\": %.3f, ", snap_stage_name(dump_stages[s]), r->dump_ms[s]);
@@ -182,9 +194,31 @@ static int write_json(const char *path, const struct result *res, int nr, int re
 	return fclose(f) == 0 ? 0 : -errno;
 }
 
+static int parse_case(const char *name, struct bench_case *c)
+{
+	char *end;
+	unsigned long mib;
+
+	if (!strcmp(name, "threads64")) {
+		*c = (struct bench_case){ "threads64", "wl-threads", "64" };
+		return 0;
+	}
+	if (!strcmp(name, "tree16")) {
+		*c = (struct bench_case){ "tree16", "wl-prefork", "15" };
+		return 0;
+	}
+	mib = strtoul(name, &end, 10);
+	if (*end || !mib)
+		return -1;
+	snprintf(c->label, sizeof(c->label), "%lu MiB", mib);
+	c->workload = "wl-bench-mem";
+	snprintf(c->arg, sizeof(c->arg), "%lu", mib);
+	return 0;
+}
+
 static void usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s [--reps N] [--json FILE] [MIB...]\n", argv0);
+	fprintf(stderr, "usage: %s [--reps N] [--json FILE] [MIB|threads64|tree16...]\n", argv0);
 	exit(2);
 }
 
@@ -192,7 +226,8 @@ int main(int argc, char **argv)
 {
 	static struct run runs[MAX_REPS];
 	static struct result res[MAX_SIZES];
-	unsigned long sizes[MAX_SIZES] = { 1, 256, 1024 };
+	static struct bench_case cases[MAX_SIZES];
+	const char *defaults[] = { "1", "256", "1024", "threads64", "tree16" };
 	int nr_sizes = 0, reps = 5, r = 0;
 	const char *json = NULL;
 	char *end;
@@ -205,31 +240,31 @@ int main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--json") == 0 && i + 1 < argc) {
 			json = argv[++i];
 		} else if (argv[i][0] != '-' && nr_sizes < MAX_SIZES) {
-			sizes[nr_sizes++] = strtoul(argv[i], &end, 10);
-			if (*end || !sizes[nr_sizes - 1])
+			if (parse_case(argv[i], &cases[nr_sizes++]))
 				usage(argv[0]);
 		} else {
 			usage(argv[0]);
 		}
 	}
 	if (!nr_sizes)
-		nr_sizes = 3;
+		for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++)
+			parse_case(defaults[i], &cases[nr_sizes++]);
 
 	h_set_lib_timeout(600);
 	for (int s = 0; s < nr_sizes && r == 0; s++) {
 		for (int i = 0; i < reps && r == 0; i++) {
 			/* One rep at a time owns the machine; its images go right after. */
 			h_setup();
-			r = one_run(sizes[s], &runs[i]);
+			r = one_run(&cases[s], &runs[i]);
 			h_cleanup();
 			if (r < 0)
-				fprintf(stderr, "%lu MiB, run %d: %s\n", sizes[s], i + 1, h_error());
+				fprintf(stderr, "%s, run %d: %s\n", cases[s].label, i + 1, h_error());
 			else
-				fprintf(stderr, "%lu MiB, run %d: dump %.1f ms, restore %.1f ms\n", sizes[s], i + 1,
+				fprintf(stderr, "%s, run %d: dump %.1f ms, restore %.1f ms\n", cases[s].label, i + 1,
 					runs[i].dump_ns / 1e6, runs[i].restore_ns / 1e6);
 		}
 		if (r == 0)
-			summarize(sizes[s], runs, reps, &res[s]);
+			summarize(cases[s].label, runs, reps, &res[s]);
 	}
 	if (r < 0)
 		return 1;
