@@ -670,6 +670,8 @@ static int finish_child(struct snap_ctx *ctx, pid_t pid, const struct restore_ta
 		r = snap_fail(ctx, (int)ret, "pid %d: cannot unmap the restorer: %s", pid, strerror((int)-ret));
 	if (!r && (r = arch_set_regs(pid, &regs)))
 		snap_fail(ctx, r, "pid %d: cannot put the restored registers back: %s", pid, strerror(-r));
+	if (!r)
+		r = arch_thread_restore_late(ctx, pid, rt->thread);
 	if (!r && ptrace(PTRACE_DETACH, pid, 0, 0))
 		r = snap_fail(ctx, -errno, "pid %d: cannot detach: %m", pid);
 	return r;
