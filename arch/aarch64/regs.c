@@ -188,6 +188,7 @@ int arch_thread_to_image(struct snap_ctx *ctx, const struct arch_thread_state *s
 	uint8_t *fp = malloc(FPSIMD_SIZE);
 	size_t sve_len = st->fpu_size > FPSIMD_SIZE ? st->fpu_size - FPSIMD_SIZE : 0;
 	uint8_t *sve = sve_len ? malloc(sve_len) : NULL;
+	int err;
 
 	if (!a || !gp || !fp || (sve_len && !sve)) {
 		free(a);
@@ -218,7 +219,10 @@ int arch_thread_to_image(struct snap_ctx *ctx, const struct arch_thread_state *s
 	a->syscall_nr = st->regs.syscallno;
 	tc->arch_case = THREAD_CORE_ENTRY__ARCH_AARCH64;
 	tc->aarch64 = a;
-	return pac_to_image(ctx, &st->regs.pac, a);
+	err = pac_to_image(ctx, &st->regs.pac, a);
+	if (err)
+		arch_thread_image_free(tc);
+	return err;
 }
 
 void arch_thread_image_free(ThreadCoreEntry *tc)
