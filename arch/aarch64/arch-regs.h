@@ -29,6 +29,7 @@ struct arch_regs {
 	/* Only arch_get_thread and arch_set_thread touch these: injection leaves them alone. */
 	uint64_t tls; /* NT_ARM_TLS: tpidr_el0 */
 	struct aarch64_pac pac;
+	uint64_t tagged_addr_ctrl; /* NT_ARM_TAGGED_ADDR_CTRL: PR_TAGGED_ADDR_ENABLE */
 };
 
 /*

@@ -36,4 +36,9 @@ void pac_image_free(Aarch64Thread *a);
 void pac_from_image(const Aarch64Thread *a, struct aarch64_pac *pac);
 int pac_validate(struct snap_ctx *ctx, int tid, const Aarch64Thread *a);
 
+/* Tagged address ABI (tagged-addr.c): NT_ARM_TAGGED_ADDR_CTRL, 0 where the kernel has none. */
+int tagged_addr_get(struct snap_ctx *ctx, pid_t tid, uint64_t *ret);
+int tagged_addr_set(struct snap_ctx *ctx, pid_t tid, uint64_t ctrl);
+int tagged_addr_validate(struct snap_ctx *ctx, int tid, uint64_t ctrl);
+
 #endif

@@ -1,4 +1,7 @@
-/* aarch64 registers, FP/SIMD and SVE state, TLS and PAC keys through ptrace regsets, and their image form. */
+/*
+ * aarch64 registers, FP/SIMD and SVE state, TLS, PAC keys and the tagged
+ * address ABI through ptrace regsets, and their image form.
+ */
 #include <elf.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -102,7 +105,10 @@ int arch_get_thread(struct snap_ctx *ctx, pid_t tid, struct arch_thread_state *s
 	}
 	st->fpu = fp;
 	st->fpu_size = FPSIMD_SIZE + sve_len;
-	return pac_get(ctx, tid, &st->regs.pac);
+	r = pac_get(ctx, tid, &st->regs.pac);
+	if (!r)
+		r = tagged_addr_get(ctx, tid, &st->regs.tagged_addr_ctrl);
+	return r;
 }
 
 int arch_set_thread(struct snap_ctx *ctx, pid_t tid, const struct arch_thread_state *st)
@@ -121,6 +127,8 @@ int arch_set_thread(struct snap_ctx *ctx, pid_t tid, const struct arch_thread_st
 			return r;
 	}
 	r = pac_set(ctx, tid, &st->regs.pac);
+	if (!r)
+		r = tagged_addr_set(ctx, tid, st->regs.tagged_addr_ctrl);
 	if (r)
 		return r;
 	r = aarch64_set_regset(tid, NT_ARM_TLS, &st->regs.tls, sizeof(st->regs.tls));
@@ -217,6 +225,10 @@ int arch_thread_to_image(struct snap_ctx *ctx, const struct arch_thread_state *s
 	/* orig_x0 is kernel-internal (no regset shows it): left unset. */
 	a->has_syscall_nr = 1;
 	a->syscall_nr = st->regs.syscallno;
+	if (st->regs.tagged_addr_ctrl) {
+		a->has_tagged_addr_ctrl = 1;
+		a->tagged_addr_ctrl = st->regs.tagged_addr_ctrl;
+	}
 	tc->arch_case = THREAD_CORE_ENTRY__ARCH_AARCH64;
 	tc->aarch64 = a;
 	err = pac_to_image(ctx, &st->regs.pac, a);
@@ -271,6 +283,12 @@ int arch_thread_validate(struct snap_ctx *ctx, const ThreadCoreEntry *tc)
 		if (r)
 			return r;
 	}
+	if (a->has_tagged_addr_ctrl) {
+		int r = tagged_addr_validate(ctx, tc->tid, a->tagged_addr_ctrl);
+
+		if (r)
+			return r;
+	}
 	return pac_validate(ctx, tc->tid, a);
 }
 
@@ -278,8 +296,9 @@ int arch_thread_validate(struct snap_ctx *ctx, const ThreadCoreEntry *tc)
  * SVE: the signal frame could carry the registers (an SVE record), but
  * not the vector length nor its inherit flag; the regset sets all of it.
  * It goes in after the engine's last injected system call, which would
- * zero the SVE-only bits again. The PAC keys are not in any frame; until
- * here the restored thread ran only engine code under the engine's keys.
+ * zero the SVE-only bits again. The PAC keys and the tagged address ABI
+ * are not in any frame; until here the restored thread ran only engine
+ * code, under the engine's keys.
  */
 int arch_thread_restore_late(struct snap_ctx *ctx, pid_t tid, const ThreadCoreEntry *tc)
 {
@@ -293,5 +312,8 @@ int arch_thread_restore_late(struct snap_ctx *ctx, pid_t tid, const ThreadCoreEn
 			return r;
 	}
 	pac_from_image(a, &pac);
-	return pac_set(ctx, tid, &pac);
+	r = pac_set(ctx, tid, &pac);
+	if (!r && a->has_tagged_addr_ctrl)
+		r = tagged_addr_set(ctx, tid, a->tagged_addr_ctrl);
+	return r;
 }

@@ -1,4 +1,4 @@
-/* Unit tests of the aarch64 backend's image checks: SVE and PAC state that restore must refuse before creating anything. */
+/* Unit tests of the aarch64 backend's image checks: SVE, PAC and tagged-address state that restore must refuse before creating anything. */
 #include <asm/ptrace.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -179,4 +179,13 @@ Test(arch_aarch64, pac_malformed)
 	a.has_pac_enabled_keys = 0;
 	a.has_pac_generic_key = 1, a.pac_generic_key.data = gkey, a.pac_generic_key.len = 8;
 	expect_refused(-EINVAL, "8 bytes");
+}
+
+Test(arch_aarch64, tagged_addr_ctrl)
+{
+	a.has_tagged_addr_ctrl = 1, a.tagged_addr_ctrl = PR_TAGGED_ADDR_ENABLE | PR_MTE_TCF_SYNC;
+	expect_refused(-EINVAL, "other than the ABI's");
+	a.tagged_addr_ctrl = PR_TAGGED_ADDR_ENABLE;
+	if (prctl(PR_GET_TAGGED_ADDR_CTRL, 0, 0, 0, 0) >= 0 && access("/proc/sys/abi/tagged_addr_disabled", F_OK) == 0)
+		cr_assert_eq(arch_thread_validate(ctx, &tc), 0, "%s", snap_error(ctx));
 }
