@@ -18,7 +18,7 @@
 /* What one thread's CPU state is, as read through ptrace. */
 struct arch_thread_state {
 	struct arch_regs regs; /* general purpose, including TLS registers */
-	void *fpu;	       /* malloc'd extended state (x86: XSAVE area) */
+	void *fpu;	       /* malloc'd extended state (x86: XSAVE area; aarch64: FP/SIMD, then SVE) */
 	size_t fpu_size;
 };
 
@@ -66,6 +66,13 @@ int arch_thread_validate(struct snap_ctx *ctx, const ThreadCoreEntry *tc);
 size_t arch_sigframe_size(const ThreadCoreEntry *tc);
 int arch_build_sigframe(struct snap_ctx *ctx, const ThreadCoreEntry *tc, void *buf, size_t size,
 			uint64_t frame_addr, uint64_t *ret_sp, uint64_t ret_tls[2]);
+
+/*
+ * Restore, last step: state that rt_sigreturn cannot carry, set through
+ * ptrace on the stopped thread @tid after its rt_sigreturn and after the
+ * engine's last injected system call, right before it detaches.
+ */
+int arch_thread_restore_late(struct snap_ctx *ctx, pid_t tid, const ThreadCoreEntry *tc);
 
 /* Jumps to @entry on stack @sp with @arg as the first argument; never returns. */
 __attribute__((noreturn)) void arch_jump(uint64_t entry, uint64_t sp, uint64_t arg);

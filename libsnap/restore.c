@@ -856,6 +856,9 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 		r = snap_fail(ctx, (int)ret, "pid %d: cannot unmap the restorer: %s", pid, strerror((int)-ret));
 	if (!r && (r = arch_set_regs(pid, &regs)))
 		snap_fail(ctx, r, "pid %d: cannot put the restored registers back: %s", pid, strerror(-r));
+	/* Per-thread state only ptrace can set (aarch64: pointer authentication keys). */
+	for (size_t i = 0; !r && i < rt->nr_threads; i++)
+		r = arch_thread_restore_late(ctx, rt->threads[i]->tid, rt->threads[i]);
 	for (size_t i = 0; !r && i < rt->nr_threads; i++)
 		if (ptrace(PTRACE_DETACH, rt->threads[i]->tid, 0, 0))
 			r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot detach: %m", pid, rt->threads[i]->tid);

@@ -2,8 +2,21 @@
 #ifndef SNAP_ARCH_REGS_H
 #define SNAP_ARCH_REGS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/user.h>
+
+/*
+ * Pointer-authentication state of a thread (arch/aarch64/pac.c). Signed
+ * return addresses on its stack verify only under the same keys.
+ */
+struct aarch64_pac {
+	bool has_address;	  /* the CPU has address authentication (HWCAP_PACA) */
+	bool has_generic;	  /* the CPU has generic authentication (HWCAP_PACG) */
+	uint8_t address_keys[64]; /* struct user_pac_address_keys: APIA, APIB, APDA, APDB */
+	uint8_t generic_key[16];  /* struct user_pac_generic_keys: APGA */
+	uint64_t enabled_keys;	  /* PR_PAC_AP*KEY bits, with has_address */
+};
 
 struct arch_regs {
 	struct user_regs_struct r; /* NT_PRSTATUS: x0..x30, sp, pc, pstate */
@@ -13,7 +26,10 @@ struct arch_regs {
 	 * what orig_rax is to x86_64: -1 means "not in a system call".
 	 */
 	int32_t syscallno;
-	uint64_t tls; /* NT_ARM_TLS: tpidr_el0 (only arch_get/set_thread touch it) */
+	/* Only arch_get_thread and arch_set_thread touch these: injection leaves them alone. */
+	uint64_t tls; /* NT_ARM_TLS: tpidr_el0 */
+	struct aarch64_pac pac;
+	uint64_t tagged_addr_ctrl; /* NT_ARM_TAGGED_ADDR_CTRL: PR_TAGGED_ADDR_ENABLE */
 };
 
 /*

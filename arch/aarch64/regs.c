@@ -1,4 +1,7 @@
-/* aarch64 registers, FP/SIMD state and TLS through ptrace regsets, and their image form. */
+/*
+ * aarch64 registers, FP/SIMD and SVE state, TLS, PAC keys and the tagged
+ * address ABI through ptrace regsets, and their image form.
+ */
 #include <elf.h>
 #include <errno.h>
 #include <stdlib.h>
@@ -6,10 +9,8 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 
-#include "arch.h"
+#include "backend.h"
 
-/* struct user_fpsimd_state: vregs[32], fpsr, fpcr, 8 bytes of padding. */
-#define FPSIMD_SIZE 528u
 _Static_assert(sizeof(struct user_fpsimd_struct) == FPSIMD_SIZE, "NT_PRFPREG layout");
 _Static_assert(sizeof(struct user_regs_struct) == 34 * 8, "NT_PRSTATUS layout");
 
@@ -30,7 +31,7 @@ const char *arch_name(void)
 	return "aarch64";
 }
 
-static int get_regset(pid_t tid, unsigned type, void *buf, size_t len)
+int aarch64_get_regset(pid_t tid, unsigned type, void *buf, size_t len)
 {
 	struct iovec iov = { buf, len };
 
@@ -40,7 +41,7 @@ static int get_regset(pid_t tid, unsigned type, void *buf, size_t len)
 	return iov.iov_len == len ? 0 : -EIO;
 }
 
-static int set_regset(pid_t tid, unsigned type, const void *buf, size_t len)
+int aarch64_set_regset(pid_t tid, unsigned type, const void *buf, size_t len)
 {
 	struct iovec iov = { (void *)buf, len };
 
@@ -49,10 +50,10 @@ static int set_regset(pid_t tid, unsigned type, const void *buf, size_t len)
 
 int arch_get_regs(pid_t tid, struct arch_regs *regs)
 {
-	int r = get_regset(tid, NT_PRSTATUS, &regs->r, sizeof(regs->r));
+	int r = aarch64_get_regset(tid, NT_PRSTATUS, &regs->r, sizeof(regs->r));
 
 	if (!r)
-		r = get_regset(tid, NT_ARM_SYSTEM_CALL, &regs->syscallno, sizeof(regs->syscallno));
+		r = aarch64_get_regset(tid, NT_ARM_SYSTEM_CALL, &regs->syscallno, sizeof(regs->syscallno));
 	return r;
 }
 
@@ -65,36 +66,49 @@ int arch_get_regs(pid_t tid, struct arch_regs *regs)
  */
 int arch_set_regs(pid_t tid, const struct arch_regs *regs)
 {
-	int r = set_regset(tid, NT_PRSTATUS, &regs->r, sizeof(regs->r));
+	int r = aarch64_set_regset(tid, NT_PRSTATUS, &regs->r, sizeof(regs->r));
 
 	if (!r)
-		r = set_regset(tid, NT_ARM_SYSTEM_CALL, &regs->syscallno, sizeof(regs->syscallno));
+		r = aarch64_set_regset(tid, NT_ARM_SYSTEM_CALL, &regs->syscallno, sizeof(regs->syscallno));
 	return r;
 }
 
+/* st->fpu holds NT_PRFPREG, then NT_ARM_SVE where the CPU has SVE. */
 int arch_get_thread(struct snap_ctx *ctx, pid_t tid, struct arch_thread_state *st)
 {
-	void *fp;
+	uint8_t *fp, *sve;
+	size_t sve_len;
 	int r;
 
 	r = arch_get_regs(tid, &st->regs);
 	if (r)
 		return snap_fail(ctx, r, "tid %d: cannot read general registers: %s", tid, strerror(-r));
 	/* Newer kernels append tpidr2_el0 (SME) to NT_ARM_TLS; 8 bytes ask for tpidr_el0 alone. */
-	r = get_regset(tid, NT_ARM_TLS, &st->regs.tls, sizeof(st->regs.tls));
+	r = aarch64_get_regset(tid, NT_ARM_TLS, &st->regs.tls, sizeof(st->regs.tls));
 	if (r)
 		return snap_fail(ctx, r, "tid %d: cannot read the TLS register: %s", tid, strerror(-r));
-	fp = calloc(1, FPSIMD_SIZE);
-	if (!fp)
+	r = sve_get(ctx, tid, &sve, &sve_len);
+	if (r)
+		return r;
+	fp = calloc(1, FPSIMD_SIZE + sve_len);
+	if (!fp) {
+		free(sve);
 		return snap_fail(ctx, -ENOMEM, "tid %d: out of memory for FP/SIMD state", tid);
-	r = get_regset(tid, NT_PRFPREG, fp, FPSIMD_SIZE);
+	}
+	if (sve)
+		memcpy(fp + FPSIMD_SIZE, sve, sve_len);
+	free(sve);
+	r = aarch64_get_regset(tid, NT_PRFPREG, fp, FPSIMD_SIZE);
 	if (r) {
 		free(fp);
 		return snap_fail(ctx, r, "tid %d: cannot read FP/SIMD registers: %s", tid, strerror(-r));
 	}
 	st->fpu = fp;
-	st->fpu_size = FPSIMD_SIZE;
-	return 0;
+	st->fpu_size = FPSIMD_SIZE + sve_len;
+	r = pac_get(ctx, tid, &st->regs.pac);
+	if (!r)
+		r = tagged_addr_get(ctx, tid, &st->regs.tagged_addr_ctrl);
+	return r;
 }
 
 int arch_set_thread(struct snap_ctx *ctx, pid_t tid, const struct arch_thread_state *st)
@@ -102,11 +116,22 @@ int arch_set_thread(struct snap_ctx *ctx, pid_t tid, const struct arch_thread_st
 	int r;
 
 	if (st->fpu) {
-		r = set_regset(tid, NT_PRFPREG, st->fpu, st->fpu_size);
+		r = aarch64_set_regset(tid, NT_PRFPREG, st->fpu, FPSIMD_SIZE);
 		if (r)
 			return snap_fail(ctx, r, "tid %d: cannot write FP/SIMD registers: %s", tid, strerror(-r));
 	}
-	r = set_regset(tid, NT_ARM_TLS, &st->regs.tls, sizeof(st->regs.tls));
+	/* Every system call (the parasite's too) zeroes the SVE-only bits: they come back from here. */
+	if (st->fpu && st->fpu_size > FPSIMD_SIZE) {
+		r = sve_set(ctx, tid, (const uint8_t *)st->fpu + FPSIMD_SIZE, st->fpu_size - FPSIMD_SIZE);
+		if (r)
+			return r;
+	}
+	r = pac_set(ctx, tid, &st->regs.pac);
+	if (!r)
+		r = tagged_addr_set(ctx, tid, st->regs.tagged_addr_ctrl);
+	if (r)
+		return r;
+	r = aarch64_set_regset(tid, NT_ARM_TLS, &st->regs.tls, sizeof(st->regs.tls));
 	if (r)
 		return snap_fail(ctx, r, "tid %d: cannot write the TLS register: %s", tid, strerror(-r));
 	r = arch_set_regs(tid, &st->regs);
@@ -168,12 +193,16 @@ int arch_thread_to_image(struct snap_ctx *ctx, const struct arch_thread_state *s
 	const struct user_regs_struct *r = &st->regs.r;
 	Aarch64Thread *a = calloc(1, sizeof(*a));
 	uint64_t *gp = calloc(31, sizeof(*gp));
-	uint8_t *fp = malloc(st->fpu_size ? st->fpu_size : 1);
+	uint8_t *fp = malloc(FPSIMD_SIZE);
+	size_t sve_len = st->fpu_size > FPSIMD_SIZE ? st->fpu_size - FPSIMD_SIZE : 0;
+	uint8_t *sve = sve_len ? malloc(sve_len) : NULL;
+	int err;
 
-	if (!a || !gp || !fp) {
+	if (!a || !gp || !fp || (sve_len && !sve)) {
 		free(a);
 		free(gp);
 		free(fp);
+		free(sve);
 		return snap_fail(ctx, -ENOMEM, "out of memory");
 	}
 	aarch64_thread__init(a);
@@ -183,17 +212,29 @@ int arch_thread_to_image(struct snap_ctx *ctx, const struct arch_thread_state *s
 	a->sp = r->sp;
 	a->pc = r->pc;
 	a->pstate = r->pstate;
-	if (st->fpu_size)
-		memcpy(fp, st->fpu, st->fpu_size);
+	memcpy(fp, st->fpu, FPSIMD_SIZE);
 	a->fpsimd.data = fp;
-	a->fpsimd.len = st->fpu_size;
+	a->fpsimd.len = FPSIMD_SIZE;
+	if (sve) {
+		memcpy(sve, (const uint8_t *)st->fpu + FPSIMD_SIZE, sve_len);
+		a->sve.data = sve;
+		a->sve.len = sve_len;
+		a->has_sve = 1;
+	}
 	a->tls = st->regs.tls;
 	/* orig_x0 is kernel-internal (no regset shows it): left unset. */
 	a->has_syscall_nr = 1;
 	a->syscall_nr = st->regs.syscallno;
+	if (st->regs.tagged_addr_ctrl) {
+		a->has_tagged_addr_ctrl = 1;
+		a->tagged_addr_ctrl = st->regs.tagged_addr_ctrl;
+	}
 	tc->arch_case = THREAD_CORE_ENTRY__ARCH_AARCH64;
 	tc->aarch64 = a;
-	return 0;
+	err = pac_to_image(ctx, &st->regs.pac, a);
+	if (err)
+		arch_thread_image_free(tc);
+	return err;
 }
 
 void arch_thread_image_free(ThreadCoreEntry *tc)
@@ -202,6 +243,8 @@ void arch_thread_image_free(ThreadCoreEntry *tc)
 		return;
 	free(tc->aarch64->regs);
 	free(tc->aarch64->fpsimd.data);
+	free(tc->aarch64->sve.data);
+	pac_image_free(tc->aarch64);
 	free(tc->aarch64);
 	tc->aarch64 = NULL;
 	tc->arch_case = THREAD_CORE_ENTRY__ARCH__NOT_SET;
@@ -234,5 +277,43 @@ int arch_thread_validate(struct snap_ctx *ctx, const ThreadCoreEntry *tc)
 		return snap_fail(ctx, -EINVAL,
 				 "tid %d: interrupted syscall %lld cannot be restarted: its first argument is unknown",
 				 tc->tid, (long long)a->syscall_nr);
-	return 0;
+	if (a->has_sve) {
+		int r = sve_validate(ctx, tc->tid, a->sve.data, a->sve.len);
+
+		if (r)
+			return r;
+	}
+	if (a->has_tagged_addr_ctrl) {
+		int r = tagged_addr_validate(ctx, tc->tid, a->tagged_addr_ctrl);
+
+		if (r)
+			return r;
+	}
+	return pac_validate(ctx, tc->tid, a);
+}
+
+/*
+ * SVE: the signal frame could carry the registers (an SVE record), but
+ * not the vector length nor its inherit flag; the regset sets all of it.
+ * It goes in after the engine's last injected system call, which would
+ * zero the SVE-only bits again. The PAC keys and the tagged address ABI
+ * are not in any frame; until here the restored thread ran only engine
+ * code, under the engine's keys.
+ */
+int arch_thread_restore_late(struct snap_ctx *ctx, pid_t tid, const ThreadCoreEntry *tc)
+{
+	const Aarch64Thread *a = tc->aarch64;
+	struct aarch64_pac pac;
+	int r;
+
+	if (a->has_sve) {
+		r = sve_set(ctx, tid, a->sve.data, a->sve.len);
+		if (r)
+			return r;
+	}
+	pac_from_image(a, &pac);
+	r = pac_set(ctx, tid, &pac);
+	if (!r && a->has_tagged_addr_ctrl)
+		r = tagged_addr_set(ctx, tid, a->tagged_addr_ctrl);
+	return r;
 }
