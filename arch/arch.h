@@ -51,6 +51,12 @@ uint64_t arch_regs_ip(const struct arch_regs *regs);
 /* Image conversion. arch_thread_to_image allocates into @tc; free with arch_thread_image_free. */
 int arch_thread_to_image(struct snap_ctx *ctx, const struct arch_thread_state *st, ThreadCoreEntry *tc);
 void arch_thread_image_free(ThreadCoreEntry *tc);
+/*
+ * At dump, with the thread still frozen: corrects the image's registers
+ * where the kernel's view lost something restore needs (aarch64: the
+ * remaining time of an interrupted relative sleep).
+ */
+int arch_thread_dump_fixup(struct snap_ctx *ctx, pid_t tid, ThreadCoreEntry *tc);
 /* Checks that this CPU and kernel can take the saved state; names the tid on failure. */
 int arch_thread_validate(struct snap_ctx *ctx, const ThreadCoreEntry *tc);
 

@@ -150,6 +150,8 @@ static int write_core(struct snap_ctx *ctx, struct dump_task *t, struct img_dir 
 		thread_to_image(&t->threads[i], &tc, &rseq);
 		r = arch_thread_to_image(ctx, &t->threads[i].state, &tc);
 		if (!r)
+			r = arch_thread_dump_fixup(ctx, t->threads[i].tid, &tc);
+		if (!r)
 			r = img_write_msg(ctx, w, &tc.base);
 		arch_thread_image_free(&tc);
 	}

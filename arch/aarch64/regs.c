@@ -7,7 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 
 #include "backend.h"
 
@@ -316,4 +318,46 @@ int arch_thread_restore_late(struct snap_ctx *ctx, pid_t tid, const ThreadCoreEn
 	if (!r && a->has_tagged_addr_ctrl)
 		r = tagged_addr_set(ctx, tid, a->tagged_addr_ctrl);
 	return r;
+}
+
+/* Reads a struct timespec of the stopped task; false if it is not one. */
+static bool read_timespec(pid_t tid, uint64_t addr, int64_t ts[2])
+{
+	struct iovec local = { ts, 2 * sizeof(int64_t) }, remote = { (void *)addr, 2 * sizeof(int64_t) };
+
+	return addr && process_vm_readv(tid, &local, 1, &remote, 1, 0) == (ssize_t)(2 * sizeof(int64_t)) &&
+	       ts[0] >= 0 && ts[1] >= 0 && ts[1] < 1000000000;
+}
+
+/*
+ * The kernel has already rewound an interrupted call when ptrace shows the
+ * thread (pc on the svc, x0 back to the first argument), which loses the
+ * one thing a sleep needs: how long was left. A relative sleep that asked
+ * for it had it written to user memory when it was interrupted; if that
+ * memory holds a valid time below the request, the image's call sleeps
+ * just that. (A thread stopped just before an svc it has not yet made
+ * would need stale memory that happens to look like a remaining time.)
+ */
+int arch_thread_dump_fixup(struct snap_ctx *ctx, pid_t tid, ThreadCoreEntry *tc)
+{
+	Aarch64Thread *a = tc->aarch64;
+	uint8_t insn[4];
+	struct iovec local = { insn, 4 }, remote = { (void *)a->pc, 4 };
+	uint64_t *x = a->regs, req_reg, rem;
+	int64_t req[2], left[2];
+
+	(void)ctx;
+	if (x[8] == SYS_nanosleep)
+		req_reg = 0, rem = x[1];
+	else if (x[8] == SYS_clock_nanosleep && !(x[1] & TIMER_ABSTIME))
+		req_reg = 2, rem = x[3];
+	else
+		return 0;
+	if (!rem || rem == x[req_reg] || process_vm_readv(tid, &local, 1, &remote, 1, 0) != 4 || memcmp(insn, arch_syscall_insn, 4))
+		return 0;
+	if (!read_timespec(tid, x[req_reg], req) || !read_timespec(tid, rem, left))
+		return 0;
+	if (left[0] < req[0] || (left[0] == req[0] && left[1] < req[1]))
+		x[req_reg] = rem;
+	return 0;
 }

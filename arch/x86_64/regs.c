@@ -200,3 +200,12 @@ int arch_thread_validate(struct snap_ctx *ctx, const ThreadCoreEntry *tc)
 				 x->xsave.len, xsave_size_now());
 	return 0;
 }
+
+/* x86 keeps -ERESTART_RESTARTBLOCK visible: arch_build_sigframe() handles interrupted sleeps. */
+int arch_thread_dump_fixup(struct snap_ctx *ctx, pid_t tid, ThreadCoreEntry *tc)
+{
+	(void)ctx;
+	(void)tid;
+	(void)tc;
+	return 0;
+}
