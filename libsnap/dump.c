@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attrs.h"
 #include "files.h"
 #include "image.h"
 #include "mem.h"
@@ -26,6 +27,7 @@ void dump_task_free(struct dump_task *t)
 	for (size_t i = 0; i < t->nr_fds; i++)
 		free(t->fds[i].path);
 	free(t->fds);
+	attrs_free(t);
 }
 
 /* What /proc and ptrace tell from outside, while the task is frozen. */
@@ -59,6 +61,8 @@ static int collect(struct snap_ctx *ctx, struct dump_task *t)
 		r = proc_read_auxv(ctx, pid, &t->auxv, &t->nr_auxv);
 	if (!r)
 		r = files_collect(ctx, t);
+	if (!r)
+		r = attrs_collect(ctx, t);
 	return r;
 }
 
@@ -107,6 +111,11 @@ static int write_core(struct snap_ctx *ctx, struct dump_task *t, struct img_dir 
 	r = arch_thread_to_image(ctx, &t->thread, &tc);
 	if (r)
 		return r;
+	r = attrs_to_image(ctx, t, &tce, &tc);
+	if (r) {
+		arch_thread_image_free(&tc);
+		return r;
+	}
 
 	r = img_writer_open(ctx, dir, IMG_KIND_CORE, t->pid, &w);
 	if (!r) {
@@ -220,6 +229,8 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 		memcpy(t.sigactions, parasite_shared(&t)->sigactions, sizeof(t.sigactions));
 		t.misc = parasite_shared(&t)->misc;
 	}
+	if (!r)
+		r = attrs_drain(ctx, &t);
 	if (!r && !t.status.has_umask)
 		r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: the kernel does not report its umask", t.pid);
 	stage_end(ctx, SNAP_STAGE_DRAIN, t0);

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "attrs.h"
 #include "blob.h"
 #include "files.h"
 #include "image.h"
@@ -167,6 +168,8 @@ static int read_task(struct snap_ctx *ctx, struct img_set *set, struct restore_t
 		r = files_image_read(ctx, set, pid, &rt->files);
 	if (!r)
 		r = files_image_validate(ctx, &rt->files);
+	if (!r)
+		r = attrs_validate(ctx, rt->core, rt->thread, &rt->files);
 	return r;
 }
 
@@ -429,6 +432,9 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct chil
 			return r;
 	}
 	a->sigreturn_sp = sp_val;
+	r = attrs_fill_args(ctx, rt->core, rt->thread, a, &cur, end);
+	if (r)
+		return r;
 #undef ALLOC
 	return 0;
 }
@@ -480,7 +486,7 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 
 	L.args_len = align_up(sizeof(struct restorer_args) + 64 * 8 + (mi->nr_vmas + 1) * sizeof(struct restorer_vma) +
 				      (self.nr + 2) * sizeof(struct restorer_range) + mi->mm->n_auxv * 8 +
-				      arch_sigframe_size(rt->thread) + 4096,
+				      arch_sigframe_size(rt->thread) + attrs_args_size(rt->core, rt->thread) + 4096,
 			      ps);
 	L.region_len = blob_len + L.args_len + RESTORER_STACK_SIZE + align_up(special_total, ps) + premap_total;
 	r = find_hole(ctx, &self, mi, L.region_len, &L.region);
@@ -583,6 +589,8 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 	r = files_restore(ctx, &rt->files, keep, 2);
 	if (!r && chdir(rt->files.fs->cwd))
 		r = snap_fail(ctx, -errno, "cannot enter working directory %s: %m", rt->files.fs->cwd);
+	if (!r)
+		r = attrs_restore_locks(ctx, rt->core);
 	if (r)
 		child_fail(ctx, status_fd, r);
 
@@ -598,6 +606,9 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 		r = snap_fail(ctx, r, "cannot unregister the engine's rseq area: %s", strerror(-r));
 		child_fail(ctx, status_fd, r);
 	}
+	r = attrs_restore_child(ctx, rt->core, rt->files.fs);
+	if (r)
+		child_fail(ctx, status_fd, r);
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	send_status(status_fd, STATUS_STATS, &cs, sizeof(cs));
@@ -646,6 +657,7 @@ static int finish_child(struct snap_ctx *ctx, pid_t pid, const struct restore_ta
 	char why[96];
 	int status, r;
 	uint64_t args[6] = { region, region_len, 0, 0, 0, 0 };
+	uint64_t mask, all = ~0ull;
 
 	r = ptrace_wait(pid, &status);
 	if (r)
@@ -665,9 +677,14 @@ static int finish_child(struct snap_ctx *ctx, pid_t pid, const struct restore_ta
 		return snap_fail(ctx, r, "pid %d: cannot read the restored registers: %s", pid, strerror(-r));
 	if (!vdso || off < 0)
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: no vDSO to remove the restorer from", pid);
+	/* Pending signals it does not block would be delivered into the injected call: hold them back. */
+	if (ptrace(PTRACE_GETSIGMASK, pid, sizeof(mask), &mask) || ptrace(PTRACE_SETSIGMASK, pid, sizeof(all), &all))
+		return snap_fail(ctx, -errno, "pid %d: cannot block signals for the cleanup: %m", pid);
 	r = ptrace_remote_syscall(ctx, pid, &regs, vdso->start + (uint64_t)off, SYS_munmap, args, &ret);
 	if (!r && ret)
 		r = snap_fail(ctx, (int)ret, "pid %d: cannot unmap the restorer: %s", pid, strerror((int)-ret));
+	if (!r && ptrace(PTRACE_SETSIGMASK, pid, sizeof(mask), &mask))
+		r = snap_fail(ctx, -errno, "pid %d: cannot restore the signal mask: %m", pid);
 	if (!r && (r = arch_set_regs(pid, &regs)))
 		snap_fail(ctx, r, "pid %d: cannot put the restored registers back: %s", pid, strerror(-r));
 	if (!r && ptrace(PTRACE_DETACH, pid, 0, 0))
@@ -706,6 +723,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	r = img_set_open(ctx, opts->images_dir, &set);
 	if (!r)
 		r = read_task(ctx, set, &rt);
+	if (!r && (opts->flags & SNAP_RESTORE_DETACH))
+		attrs_detach(ctx, rt.core, rt.pstree->pid);
 	if (!r) {
 		/* The new process is a fork of ours: our kernel areas are the ones it will have. */
 		struct proc_vma_list self = { 0 };
@@ -750,7 +769,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	close(go_pipe[0]);
 	go_pipe[0] = -1;
 	/* Traced from the start: if we die, so does the half-restored process. */
-	if (ptrace(PTRACE_SEIZE, pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD)) {
+	if (ptrace(PTRACE_SEIZE, pid, 0,
+		   PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | attrs_ptrace_options(rt.core, rt.thread))) {
 		r = snap_fail(ctx, -errno, "pid %d: cannot trace the new process: %m", pid);
 		goto out;
 	}

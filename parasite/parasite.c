@@ -3,6 +3,7 @@
 #include <linux/prctl.h>
 #include <linux/signal.h>
 
+#include "parasite-attrs.h"
 #include "protocol.h"
 #include "rt.h"
 
@@ -68,6 +69,9 @@ long blob_main(struct parasite_shared *sh)
 			break;
 		case PARASITE_CMD_DUMP_MISC:
 			reply.ret = (int32_t)dump_misc(sh);
+			break;
+		case PARASITE_CMD_DUMP_ATTRS:
+			reply.ret = (int32_t)parasite_dump_attrs(sh);
 			break;
 		case PARASITE_CMD_FINI:
 			reply.ret = 0;

@@ -17,6 +17,7 @@ enum parasite_cmd {
 	PARASITE_CMD_DUMP_SIGACTIONS = 1, /* fills sigactions */
 	PARASITE_CMD_DUMP_MISC = 2,	  /* fills misc */
 	PARASITE_CMD_FINI = 3,		  /* acknowledge, close the socket, trap */
+	PARASITE_CMD_DUMP_ATTRS = 4,	  /* fills attrs (timer ids in attrs.timers[].id are input) */
 };
 
 struct parasite_cmd_msg {
@@ -46,6 +47,40 @@ struct parasite_misc {
 	uint32_t personality;
 };
 
+/* What only the task itself can tell: credentials, prctl state, timers. */
+#define PARASITE_MAX_GROUPS 1024
+#define PARASITE_MAX_TIMERS 512
+
+struct parasite_itimer {
+	uint64_t value_sec, value_usec, interval_sec, interval_usec; /* struct itimerval */
+};
+
+struct parasite_posix_timer {
+	int32_t id;	 /* in: from /proc/PID/timers */
+	int32_t overrun; /* timer_getoverrun(2) */
+	uint64_t interval_sec, interval_nsec, value_sec, value_nsec; /* struct itimerspec */
+};
+
+struct parasite_attrs {
+	uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
+	uint32_t nr_groups;	 /* may exceed PARASITE_MAX_GROUPS: then only that many are listed */
+	uint32_t groups[PARASITE_MAX_GROUPS];
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	uint32_t last_cap; /* highest capability number the kernel knows */
+	uint32_t secbits;
+	uint32_t no_new_privs;
+	uint32_t dumpable;
+	uint32_t pdeathsig;
+	uint32_t child_subreaper;
+	uint32_t thp_disable;
+	uint32_t pad;
+	uint64_t timer_slack_ns; /* of the thread the parasite runs in */
+	struct parasite_itimer itimers[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
+	uint32_t nr_timers; /* in */
+	uint32_t pad2;
+	struct parasite_posix_timer timers[PARASITE_MAX_TIMERS];
+};
+
 struct parasite_shared {
 	int32_t sock_fd;   /* the parasite's end, set by the engine */
 	int32_t socks[2];  /* socketpair(2) result of the injected call */
@@ -53,6 +88,7 @@ struct parasite_shared {
 	struct parasite_sigaction sigactions[PARASITE_NSIG]; /* index = signal - 1 */
 	struct parasite_misc misc;
 	char scratch[64];  /* strings for injected calls */
+	struct parasite_attrs attrs;
 };
 
 #endif

@@ -8,6 +8,7 @@
 #include <linux/signal.h>
 
 #include "restorer.h"
+#include "restorer-attrs.h"
 #include "rt.h"
 
 #ifndef MREMAP_FIXED
@@ -110,6 +111,7 @@ long blob_main(struct restorer_args *a)
 	r = arch_blob_set_tls(a->tls);
 	if (r)
 		fail(a, "setting TLS", a->tls[0], r);
+	restorer_attrs(a);
 
 	sys_close(a->status_fd);
 	/* The engine steps us through rt_sigreturn, then removes this blob. */
