@@ -14,6 +14,7 @@
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <unistd.h>
 #include <linux/ioprio.h>
 #include <linux/sched.h>
@@ -468,6 +469,23 @@ size_t attrs_args_size(const TaskCoreEntry *core, const ThreadCoreEntry *thread)
 	return n + 64;
 }
 
+/*
+ * The tick setitimer() adds to a CPU-time itimer, measured on our own
+ * ITIMER_PROF: this runs in the new process, whose itimers the restorer
+ * sets anyway. 0 if it cannot be told.
+ */
+static uint64_t cpu_itimer_tick_us(void)
+{
+	struct itimerval set = { { 0, 0 }, { 1, 0 } }, got = { 0 }, off = { 0 };
+	int64_t tick;
+
+	if (setitimer(ITIMER_PROF, &set, NULL) || getitimer(ITIMER_PROF, &got))
+		return 0;
+	setitimer(ITIMER_PROF, &off, NULL);
+	tick = (int64_t)got.it_value.tv_sec * 1000000 + got.it_value.tv_usec - 1000000;
+	return tick > 0 && tick <= 100000 ? (uint64_t)tick : 0;
+}
+
 static int cmp_timer_id(const void *a, const void *b)
 {
 	const struct restorer_posix_timer *x = a, *y = b;
@@ -519,11 +537,17 @@ int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, const Threa
 	ra->rlimits = (uint64_t)rl;
 	{
 		const ItimerEntry *it[3] = { ta->itimer_real, ta->itimer_virtual, ta->itimer_prof };
+		uint64_t tick = cpu_itimer_tick_us();
 
-		for (int i = 0; i < 3; i++)
-			ra->itimers[i] = (struct restorer_itimer){ it[i]->value_us / 1000000, it[i]->value_us % 1000000,
-								   it[i]->interval_us / 1000000,
+		for (int i = 0; i < 3; i++) {
+			uint64_t v = it[i]->value_us;
+
+			/* setitimer adds a tick to CPU-time timers; what getitimer read already has it. */
+			if (i && v > tick)
+				v -= tick;
+			ra->itimers[i] = (struct restorer_itimer){ v / 1000000, v % 1000000, it[i]->interval_us / 1000000,
 								   it[i]->interval_us % 1000000 };
+		}
 	}
 	r = timers_plan(ctx, ta, th, thread->tid, how);
 	if (r) {
