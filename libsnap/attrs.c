@@ -92,9 +92,6 @@ int attrs_collect(struct snap_ctx *ctx, struct dump_task *t)
 	if (!at)
 		return snap_fail(ctx, -ENOMEM, "out of memory");
 	t->attrs = at;
-	for (int i = 0; i < RLIM_NLIMITS; i++)
-		if (prlimit(t->pid, i, NULL, &at->rlimits[i]))
-			return snap_fail(ctx, -errno, "pid %d: cannot read %s: %m", t->pid, rlimit_names[i]);
 	r = read_oom_score_adj(ctx, t->pid, &at->oom_score_adj);
 	if (!r)
 		r = sched_collect(ctx, t->pid, at);
@@ -157,11 +154,12 @@ int attrs_to_image(struct snap_ctx *ctx, struct dump_task *t, TaskCoreEntry *tce
 	if (r)
 		return r;
 	img->ta.creds = &img->creds;
+	_Static_assert(RLIM_NLIMITS == PARASITE_NR_RLIMITS, "the parasite reads every resource limit");
 	for (int i = 0; i < RLIM_NLIMITS; i++) {
 		rlimit_entry__init(&img->rl[i]);
 		img->rl[i].resource = (uint32_t)i;
-		img->rl[i].cur = at->rlimits[i].rlim_cur;
-		img->rl[i].max = at->rlimits[i].rlim_max;
+		img->rl[i].cur = pa->rlimits[i].cur;
+		img->rl[i].max = pa->rlimits[i].max;
 		img->rlp[i] = &img->rl[i];
 	}
 	img->ta.rlimits = img->rlp;

@@ -62,7 +62,6 @@ struct dump_seccomp_filter {
 
 /* What the dump collects; the image messages are built in img. */
 struct task_attrs {
-	struct rlimit rlimits[RLIM_NLIMITS];
 	int oom_score_adj;
 	/* the main thread */
 	struct restorer_sched_attr sched;

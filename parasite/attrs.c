@@ -106,6 +106,11 @@ static long dump_prctl(struct parasite_attrs *at)
 	if (r < 0)
 		return r;
 	at->timer_slack_ns = (uint64_t)r;
+	for (int i = 0; i < PARASITE_NR_RLIMITS; i++) {
+		r = sys4(__NR_prlimit64, 0, i, 0, &at->rlimits[i]);
+		if (r)
+			return r;
+	}
 	return 0;
 }
 

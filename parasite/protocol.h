@@ -50,6 +50,7 @@ struct parasite_misc {
 /* What only the task itself can tell: credentials, prctl state, timers. */
 #define PARASITE_MAX_GROUPS 1024
 #define PARASITE_MAX_TIMERS 512
+#define PARASITE_NR_RLIMITS 16 /* RLIM_NLIMITS */
 
 struct parasite_itimer {
 	uint64_t value_sec, value_usec, interval_sec, interval_usec; /* struct itimerval */
@@ -75,6 +76,10 @@ struct parasite_attrs {
 	uint32_t thp_disable;
 	uint32_t pad;
 	uint64_t timer_slack_ns; /* of the thread the parasite runs in */
+	/* prlimit of another user's process needs CAP_SYS_RESOURCE; the process may read its own. */
+	struct {
+		uint64_t cur, max;
+	} rlimits[PARASITE_NR_RLIMITS];
 	struct parasite_itimer itimers[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
 	uint32_t nr_timers; /* in */
 	uint32_t pad2;

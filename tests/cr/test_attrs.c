@@ -44,3 +44,13 @@ Test(attrs, timers_cr)
 {
 	H_OK(h_run_cr("wl-timers", NULL, 0));
 }
+
+Test(attrs, creds_nocr)
+{
+	H_OK(h_run_nocr("wl-creds", NULL, 0));
+}
+
+Test(attrs, creds_cr)
+{
+	H_OK(h_run_cr("wl-creds", NULL, 0));
+}
