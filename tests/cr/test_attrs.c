@@ -54,3 +54,33 @@ Test(attrs, creds_cr)
 {
 	H_OK(h_run_cr("wl-creds", NULL, 0));
 }
+
+Test(attrs, seccomp_nocr)
+{
+	H_OK(h_run_nocr("wl-seccomp", NULL, 0));
+}
+
+Test(attrs, seccomp_cr)
+{
+	H_OK(h_run_cr("wl-seccomp", NULL, 0));
+}
+
+Test(attrs, chroot_nocr)
+{
+	H_OK(h_run_nocr("wl-chroot", NULL, 0));
+}
+
+Test(attrs, chroot_cr)
+{
+	H_OK(h_run_cr("wl-chroot", NULL, 0));
+}
+
+Test(attrs, locks_nocr)
+{
+	H_OK(h_run_nocr("wl-locks", NULL, 0));
+}
+
+Test(attrs, locks_cr)
+{
+	H_OK(h_run_cr("wl-locks", NULL, 0));
+}
