@@ -5,9 +5,12 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/kcmp.h>
@@ -105,11 +108,34 @@ static const FdEntry *find_fd(const struct files_image *files, int fd)
 	return NULL;
 }
 
+/* The pid holding a flock on @st's file, from /proc/locks; 0 if it cannot be told. */
+static int flock_holder(const struct stat *st)
+{
+	struct proc_file_lock *l = NULL;
+	FILE *f = fopen("/proc/locks", "re");
+	int pid = 0, bad_line, r;
+	size_t n = 0;
+
+	if (!f)
+		return 0;
+	r = proc_parse_locks(f, &l, &n, &bad_line);
+	fclose(f);
+	if (r)
+		return 0;
+	for (size_t i = 0; i < n && !pid; i++)
+		if (l[i].kind == PROC_LOCK_FLOCK && l[i].ino == st->st_ino && l[i].dev_major == major(st->st_dev) &&
+		    l[i].dev_minor == minor(st->st_dev))
+			pid = l[i].pid;
+	free(l);
+	return pid;
+}
+
 /* Whether another process holds a lock that conflicts with @l, tested on a descriptor of our own. */
 static int conflicting_holder(const FdEntry *fe, const FileLockEntry *l, int *ret_pid)
 {
 	int fd = open(fe->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), r = 0;
 	struct flock fl = range_of(l);
+	struct stat st;
 
 	*ret_pid = 0;
 	if (fd < 0)
@@ -117,8 +143,11 @@ static int conflicting_holder(const FdEntry *fe, const FileLockEntry *l, int *re
 	switch (l->kind) {
 	case FILE_LOCK_KIND__LOCK_FLOCK:
 		/* flock has no test: take it for a moment (closing drops it). */
-		if (flock(fd, (l->write ? LOCK_EX : LOCK_SH) | LOCK_NB))
+		if (flock(fd, (l->write ? LOCK_EX : LOCK_SH) | LOCK_NB)) {
 			r = errno == EWOULDBLOCK ? 1 : -errno;
+			if (r > 0 && !fstat(fd, &st))
+				*ret_pid = flock_holder(&st);
+		}
 		break;
 	case FILE_LOCK_KIND__LOCK_POSIX:
 	case FILE_LOCK_KIND__LOCK_OFD:

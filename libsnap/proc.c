@@ -1314,3 +1314,67 @@ int proc_read_fd_locks(struct snap_ctx *ctx, pid_t pid, int fd, struct proc_file
 		return fail_read(ctx, r, pid, name);
 	return 0;
 }
+
+/* /proc/locks: every lock of the system, one per line; waiters ("->") are left out. */
+static int parse_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
+{
+	struct line_reader lr = { .f = f };
+	struct proc_file_lock *v = NULL;
+	size_t nr = 0, cap = 0;
+	int lineno = 0, r;
+	char *line;
+	size_t len;
+
+	*ret_bad_line = 0;
+	while ((r = line_reader_next(&lr, &line, &len)) > 0) {
+		lineno++;
+		if (nr == cap) {
+			struct proc_file_lock *nv = reallocarray(v, cap ? cap * 2 : 16, sizeof(*v));
+
+			if (!nv) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			v = nv;
+			cap = cap ? cap * 2 : 16;
+		}
+		if (!parse_lock(line, line + len, &v[nr])) {
+			r = -EINVAL;
+			*ret_bad_line = lineno;
+			goto fail;
+		}
+		if (!(v[nr].kind == PROC_LOCK_OTHER && !strcmp(v[nr].kind_name, "->")))
+			nr++;
+	}
+	if (r < 0)
+		goto fail;
+	line_reader_free(&lr);
+	*ret = v;
+	*ret_nr = nr;
+	return 0;
+fail:
+	line_reader_free(&lr);
+	free(v);
+	return r;
+}
+
+int proc_parse_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
+{
+	return parse_locks(f, ret, ret_nr, ret_bad_line);
+}
+
+int proc_read_locks(struct snap_ctx *ctx, struct proc_file_lock **ret, size_t *ret_nr)
+{
+	FILE *f = fopen("/proc/locks", "re");
+	int r, bad_line;
+
+	if (!f)
+		return snap_fail(ctx, -errno, "cannot open /proc/locks: %m");
+	r = parse_locks(f, ret, ret_nr, &bad_line);
+	fclose(f);
+	if (r == -EINVAL)
+		return snap_fail(ctx, r, "malformed /proc/locks line %d", bad_line);
+	if (r < 0)
+		return snap_fail(ctx, r, "cannot read /proc/locks: %s", strerror(-r));
+	return 0;
+}

@@ -162,5 +162,8 @@ struct proc_file_lock {
 /* Parses the "lock:" lines of fdinfo text (others are skipped) into a malloc'd array. */
 int proc_parse_fd_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line);
 int proc_read_fd_locks(struct snap_ctx *ctx, pid_t pid, int fd, struct proc_file_lock **ret, size_t *ret_nr);
+/* Parses /proc/locks (every lock of the system, waiters left out) into a malloc'd array. */
+int proc_parse_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line);
+int proc_read_locks(struct snap_ctx *ctx, struct proc_file_lock **ret, size_t *ret_nr);
 
 #endif
