@@ -630,9 +630,13 @@ static int read_status(struct snap_ctx *ctx, int fd, pid_t pid, struct child_sta
 			continue;
 		if (n <= 0)
 			return r;
-		if (buf[0] == STATUS_STATS && (size_t)n == 1 + sizeof(*cs)) {
+		if (buf[0] == STATUS_STATS && (size_t)n >= 1 + sizeof(*cs)) {
 			memcpy(cs, buf + 1, sizeof(*cs));
-			continue;
+			/* A restorer that fails at once may have written its text right behind. */
+			n -= (ssize_t)(1 + sizeof(*cs));
+			if (!n)
+				continue;
+			memmove(buf, buf + 1 + sizeof(*cs), (size_t)n);
 		}
 		buf[n] = '\0';
 		if (buf[0] == STATUS_ERROR && (size_t)n > 1 + sizeof(int32_t)) {
