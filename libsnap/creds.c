@@ -149,7 +149,8 @@ int creds_fill_args(struct snap_ctx *ctx, const CredsEntry *c, struct restorer_c
 
 	struct own_caps oc;
 
-	memcpy(groups, c->groups, c->n_groups * sizeof(uint32_t));
+	if (c->n_groups)
+		memcpy(groups, c->groups, c->n_groups * sizeof(uint32_t));
 	*rc = (struct restorer_creds){
 		.uid = { c->uid, c->euid, c->suid, c->fsuid },
 		.gid = { c->gid, c->egid, c->sgid, c->fsgid },
