@@ -30,6 +30,33 @@ static const char *cap_name(int cap)
 	return cap < (int)(sizeof(cap_names) / sizeof(cap_names[0])) ? cap_names[cap] : "a capability unknown here";
 }
 
+/*
+ * The kernel keeps credentials per thread, the image per process (glibc
+ * changes them in every thread at once): threads that differ are refused.
+ */
+static int check_threads_agree(struct snap_ctx *ctx, struct dump_task *t)
+{
+	struct proc_status main_st, st;
+	int *tids = NULL, r;
+	size_t nr = 0;
+
+	r = proc_read_status(ctx, t->pid, &main_st);
+	if (!r)
+		r = proc_list_ids(ctx, t->pid, "task", &tids, &nr);
+	for (size_t i = 0; !r && i < nr; i++) {
+		if (tids[i] == t->pid)
+			continue;
+		r = proc_read_status(ctx, tids[i], &st);
+		if (!r && (memcmp(st.uid, main_st.uid, sizeof(st.uid)) || memcmp(st.gid, main_st.gid, sizeof(st.gid)) ||
+			   st.cap_inh != main_st.cap_inh || st.cap_prm != main_st.cap_prm ||
+			   st.cap_eff != main_st.cap_eff || st.cap_bnd != main_st.cap_bnd || st.cap_amb != main_st.cap_amb))
+			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: thread %d has other credentials than the main thread",
+				      t->pid, tids[i]);
+	}
+	free(tids);
+	return r;
+}
+
 int creds_check(struct snap_ctx *ctx, struct dump_task *t)
 {
 	const struct parasite_attrs *pa = t->attrs->pa;
@@ -41,7 +68,7 @@ int creds_check(struct snap_ctx *ctx, struct dump_task *t)
 	if (pa->dumpable > 1)
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d is in dumpable mode %u, which cannot be set again", t->pid,
 				 pa->dumpable);
-	return 0;
+	return check_threads_agree(ctx, t);
 }
 
 int creds_to_image(struct snap_ctx *ctx, const struct parasite_attrs *pa, CredsEntry *ce, uint32_t **groups)

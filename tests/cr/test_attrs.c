@@ -69,6 +69,19 @@ Test(attrs, seccomp_cr)
 	H_OK(h_run_cr("wl-seccomp", NULL, 0));
 }
 
+/* Filters its restored credentials could not install: they go in before the credentials are set. */
+static const char *const dropped_args[] = { "dropped", NULL };
+
+Test(attrs, seccomp_dropped_nocr)
+{
+	H_OK(h_run_nocr("wl-seccomp", dropped_args, 0));
+}
+
+Test(attrs, seccomp_dropped_cr)
+{
+	H_OK(h_run_cr("wl-seccomp", dropped_args, 0));
+}
+
 Test(attrs, chroot_nocr)
 {
 	H_OK(h_run_nocr("wl-chroot", NULL, 0));

@@ -3,8 +3,10 @@
  * (two answer the same call; the newest wins), one with
  * SECCOMP_FILTER_FLAG_LOG, and one that refuses tgkill and munmap, which
  * the engine itself uses around the parasite and the restorer.
- * With "strict" it enters seccomp strict mode after ready and spins:
- * a dump must refuse it and leave it spinning.
+ * With "dropped" it installs them as root without no_new_privs and then
+ * drops CAP_SYS_ADMIN, so that its own credentials could not install them
+ * again. With "strict" it enters seccomp strict mode after ready and
+ * spins: a dump must refuse it and leave it spinning.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -15,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/capability.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 
@@ -63,7 +66,29 @@ static void expect_errno(long r, int err, const char *what)
 	wl_expect(r == -1 && e == err, "%s returned %ld with errno %d, expected -1 with %d", what, r, e, err);
 }
 
-static void check(void)
+static bool no_sys_admin(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	return !syscall(SYS_capget, &h, d) && !(d[0].effective & (1u << CAP_SYS_ADMIN)) &&
+	       !(d[0].permitted & (1u << CAP_SYS_ADMIN));
+}
+
+static void drop_sys_admin(void)
+{
+	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
+	struct __user_cap_data_struct d[2];
+
+	if (syscall(SYS_capget, &h, d))
+		wl_die("capget failed: %m");
+	d[0].effective &= ~(1u << CAP_SYS_ADMIN);
+	d[0].permitted &= ~(1u << CAP_SYS_ADMIN);
+	if (syscall(SYS_capset, &h, d) || !no_sys_admin())
+		wl_die("dropping CAP_SYS_ADMIN failed: %m");
+}
+
+static void check(bool dropped)
 {
 	void *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
@@ -79,7 +104,9 @@ static void check(void)
 	wl_expect(status_value("Seccomp:") == 2, "Seccomp mode is %ld", status_value("Seccomp:"));
 	wl_expect(status_value("Seccomp_filters:") == 3, "%ld seccomp filters, expected 3",
 		  status_value("Seccomp_filters:"));
-	wl_expect(status_value("NoNewPrivs:") == 1, "NoNewPrivs is %ld", status_value("NoNewPrivs:"));
+	wl_expect(status_value("NoNewPrivs:") == !dropped, "NoNewPrivs is %ld", status_value("NoNewPrivs:"));
+	if (dropped)
+		wl_expect(no_sys_admin(), "CAP_SYS_ADMIN came back");
 }
 
 int main(int argc, char **argv)
@@ -88,8 +115,9 @@ int main(int argc, char **argv)
 	static const struct rule second[] = { { SYS_getsid, 12 } };
 	static const struct rule third[] = { { SYS_tgkill, 55 }, { SYS_munmap, 66 } };
 	const char *mode = argc > 2 ? argv[2] : "filters";
+	bool dropped = !strcmp(mode, "dropped");
 
-	wl_init(argc, argv, 0, "[filters|strict]");
+	wl_init(argc, argv, 0, "[filters|dropped|strict]");
 	if (!strcmp(mode, "strict")) {
 		wl_ready();
 		if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT))
@@ -103,13 +131,15 @@ int main(int argc, char **argv)
 		}
 		syscall(SYS_exit, WL_EXIT_CHECK_FAILED);
 	}
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+	if (!dropped && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		wl_die("PR_SET_NO_NEW_PRIVS failed: %m");
 	install(first, 2, 0);
 	install(second, 1, SECCOMP_FILTER_FLAG_LOG);
 	install(third, 2, 0);
+	if (dropped)
+		drop_sys_admin();
 	wl_ready();
 	wl_wait_go();
-	check();
+	check(dropped);
 	return wl_finish();
 }
