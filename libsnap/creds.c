@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -102,6 +103,47 @@ struct own_caps {
 	int last_cap;
 };
 
+/*
+ * What of @c differs from this process's credentials, which the new
+ * process starts with (RESTORER_CREDS_*), or -errno.
+ */
+static int creds_changes(const CredsEntry *c)
+{
+	uid_t uid[4];
+	gid_t gid[4], *groups;
+	int n, change = 0;
+	long secbits;
+
+	if (getresuid(&uid[0], &uid[1], &uid[2]) || getresgid(&gid[0], &gid[1], &gid[2]))
+		return -errno;
+	uid[3] = (uid_t)setfsuid((uid_t)-1);
+	gid[3] = (gid_t)setfsgid((gid_t)-1);
+	n = getgroups(0, NULL);
+	if (n < 0)
+		return -errno;
+	groups = calloc((size_t)n + 1, sizeof(*groups));
+	if (!groups)
+		return -ENOMEM;
+	n = getgroups(n, groups);
+	if (n < 0 || (size_t)n != c->n_groups || (n && memcmp(groups, c->groups, (size_t)n * sizeof(*groups))))
+		change |= RESTORER_CREDS_GROUPS;
+	free(groups);
+	if (gid[0] != c->gid || gid[1] != c->egid || gid[2] != c->sgid || gid[3] != c->fsgid)
+		change |= RESTORER_CREDS_GIDS;
+	if (uid[0] != c->uid || uid[1] != c->euid || uid[2] != c->suid || uid[3] != c->fsuid) {
+		change |= RESTORER_CREDS_UIDS;
+		/* Leaving uid 0 clears the capabilities the steps after it need, unless told not to. */
+		if (!uid[0] || !uid[1] || !uid[2] || !uid[3])
+			change |= RESTORER_CREDS_FIXUP;
+	}
+	secbits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
+	if (secbits < 0)
+		return -errno;
+	if ((uint32_t)secbits != c->secbits)
+		change |= RESTORER_CREDS_SECBITS;
+	return change;
+}
+
 static int read_own_caps(struct snap_ctx *ctx, struct own_caps *oc)
 {
 	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
@@ -137,12 +179,20 @@ static int refuse_caps(struct snap_ctx *ctx, int pid, uint64_t extra, const char
 			 pid, what, cap_name(cap), cap);
 }
 
+/* Fails unless we hold @cap, which setting the credentials of @pid needs for @why. */
+static int need_cap(struct snap_ctx *ctx, const struct own_caps *oc, int cap, int pid, const char *why)
+{
+	if ((oc->eff >> cap) & 1)
+		return 0;
+	return snap_fail(ctx, -EPERM, "pid %d: setting its %s needs %s, which the user restoring it does not have", pid,
+			 why, cap_name(cap));
+}
+
 int creds_validate(struct snap_ctx *ctx, const CredsEntry *c, int pid)
 {
-	static const int needed[] = { CAP_SETUID, CAP_SETGID, CAP_SETPCAP };
 	struct own_caps oc;
 	long secbits;
-	int r;
+	int r, change;
 
 	if (c->cap_eff & ~c->cap_prm || c->cap_amb & ~(c->cap_prm & c->cap_inh))
 		return snap_fail(ctx, -EINVAL, "image core-%d.img: inconsistent capability sets", pid);
@@ -158,13 +208,27 @@ int creds_validate(struct snap_ctx *ctx, const CredsEntry *c, int pid)
 		return refuse_caps(ctx, pid, c->cap_bnd & ~oc.bnd, "bounding");
 	if (c->cap_inh & ~(oc.inh | oc.bnd))
 		return refuse_caps(ctx, pid, c->cap_inh & ~(oc.inh | oc.bnd), "inheritable");
-	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
-		if (!((oc.eff >> needed[i]) & 1))
-			return snap_fail(ctx, -EPERM, "pid %d: restoring its credentials needs %s", pid,
-					 cap_name(needed[i]));
-	/* The restorer leaves uid 0 with SECBIT_NO_SETUID_FIXUP set for a moment: it must not be locked. */
+	change = creds_changes(c);
+	if (change < 0)
+		return snap_fail(ctx, change, "cannot read our own credentials: %s", strerror(-change));
+	r = 0;
+	if (change & RESTORER_CREDS_GROUPS)
+		r = need_cap(ctx, &oc, CAP_SETGID, pid, "supplementary groups");
+	if (!r && (change & RESTORER_CREDS_GIDS))
+		r = need_cap(ctx, &oc, CAP_SETGID, pid, "group ids");
+	if (!r && (change & RESTORER_CREDS_UIDS))
+		r = need_cap(ctx, &oc, CAP_SETUID, pid, "user ids");
+	if (!r && (change & (RESTORER_CREDS_SECBITS | RESTORER_CREDS_FIXUP)))
+		r = need_cap(ctx, &oc, CAP_SETPCAP, pid, "securebits");
+	if (!r && (oc.bnd & ~c->cap_bnd))
+		r = need_cap(ctx, &oc, CAP_SETPCAP, pid, "bounding set");
+	if (!r && (c->cap_inh & ~(oc.inh | oc.prm)))
+		r = need_cap(ctx, &oc, CAP_SETPCAP, pid, "inheritable set");
+	if (r)
+		return r;
+	/* The securebits the restorer changes must not be locked here. */
 	secbits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
-	if (secbits < 0 || (secbits & SECURE_ALL_LOCKS))
+	if ((change & (RESTORER_CREDS_SECBITS | RESTORER_CREDS_FIXUP)) && (secbits < 0 || (secbits & SECURE_ALL_LOCKS)))
 		return snap_fail(ctx, -EPERM, "pid %d: our own securebits 0x%lx are locked; its credentials cannot be set",
 				 pid, secbits);
 	return 0;
@@ -196,5 +260,9 @@ int creds_fill_args(struct snap_ctx *ctx, const CredsEntry *c, struct restorer_c
 	if (r)
 		return r;
 	rc->last_cap = (uint32_t)oc.last_cap;
+	r = creds_changes(c);
+	if (r < 0)
+		return snap_fail(ctx, r, "cannot read our own credentials: %s", strerror(-r));
+	rc->change = (uint32_t)r;
 	return 0;
 }

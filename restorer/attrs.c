@@ -316,30 +316,34 @@ static uint64_t cur_caps(const struct restorer_args *a, int which)
  * Ids first, with SECBIT_NO_SETUID_FIXUP so that leaving uid 0 keeps the
  * capabilities the steps after it need; then ambient (needs the cap in
  * permitted and inheritable), bounding and securebits (need CAP_SETPCAP),
- * and the final capability sets last.
+ * and the final capability sets last. What is as the engine's already is
+ * left alone, so that a restore without those privileges can still work.
  */
 static void restore_creds(const struct restorer_args *a, const struct restorer_creds *c)
 {
 	long r;
 
-	r = sys2(__NR_setgroups, c->nr_groups, c->groups);
-	if (r)
+	if ((c->change & RESTORER_CREDS_GROUPS) && (r = sys2(__NR_setgroups, c->nr_groups, c->groups)))
 		fail(a, "setgroups with groups", c->nr_groups, r);
-	r = sys3(__NR_setresgid, c->gid[0], c->gid[1], c->gid[2]);
-	if (r)
-		fail(a, "setresgid to", c->gid[0], r);
-	sys1(__NR_setfsgid, c->gid[3]);
-	if ((uint32_t)sys1(__NR_setfsgid, -1) != c->gid[3])
-		fail(a, "setfsgid to", c->gid[3], -1);
-	r = sys_prctl(PR_SET_SECUREBITS, 1 << 2 /* SECBIT_NO_SETUID_FIXUP */, 0, 0, 0);
-	if (r)
-		fail(a, "PR_SET_SECUREBITS", 1 << 2, r);
-	r = sys3(__NR_setresuid, c->uid[0], c->uid[1], c->uid[2]);
-	if (r)
-		fail(a, "setresuid to", c->uid[0], r);
-	sys1(__NR_setfsuid, c->uid[3]);
-	if ((uint32_t)sys1(__NR_setfsuid, -1) != c->uid[3])
-		fail(a, "setfsuid to", c->uid[3], -1);
+	if (c->change & RESTORER_CREDS_GIDS) {
+		r = sys3(__NR_setresgid, c->gid[0], c->gid[1], c->gid[2]);
+		if (r)
+			fail(a, "setresgid to", c->gid[0], r);
+		sys1(__NR_setfsgid, c->gid[3]);
+		if ((uint32_t)sys1(__NR_setfsgid, -1) != c->gid[3])
+			fail(a, "setfsgid to", c->gid[3], -1);
+	}
+	if (c->change & RESTORER_CREDS_UIDS) {
+		if ((c->change & RESTORER_CREDS_FIXUP) &&
+		    (r = sys_prctl(PR_SET_SECUREBITS, 1 << 2 /* SECBIT_NO_SETUID_FIXUP */, 0, 0, 0)))
+			fail(a, "PR_SET_SECUREBITS", 1 << 2, r);
+		r = sys3(__NR_setresuid, c->uid[0], c->uid[1], c->uid[2]);
+		if (r)
+			fail(a, "setresuid to", c->uid[0], r);
+		sys1(__NR_setfsuid, c->uid[3]);
+		if ((uint32_t)sys1(__NR_setfsuid, -1) != c->uid[3])
+			fail(a, "setfsuid to", c->uid[3], -1);
+	}
 
 	set_caps(a, cur_caps(a, 0), cur_caps(a, 1), c->cap_inh);
 	r = sys_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
@@ -353,14 +357,14 @@ static void restore_creds(const struct restorer_args *a, const struct restorer_c
 		}
 	}
 	for (uint32_t cap = 0; cap <= c->last_cap && cap < 64; cap++) {
-		if (!((c->cap_bnd >> cap) & 1)) {
+		if (!((c->cap_bnd >> cap) & 1) && sys_prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1) {
 			r = sys_prctl(PR_CAPBSET_DROP, cap, 0, 0, 0);
 			if (r)
 				fail(a, "dropping bounding capability", cap, r);
 		}
 	}
-	r = sys_prctl(PR_SET_SECUREBITS, c->secbits, 0, 0, 0);
-	if (r)
+	if ((c->change & (RESTORER_CREDS_SECBITS | RESTORER_CREDS_FIXUP)) &&
+	    (r = sys_prctl(PR_SET_SECUREBITS, c->secbits, 0, 0, 0)))
 		fail(a, "PR_SET_SECUREBITS", c->secbits, r);
 	set_caps(a, c->cap_eff, c->cap_prm, c->cap_inh);
 }

@@ -49,6 +49,15 @@ struct restorer_sigaction {
  * per-thread scheduling, credentials, the prctl state that a credential
  * change resets, CPU-time itimers, and seccomp filters last.
  */
+/* What differs from the credentials the new process starts with (the engine's): only that is set. */
+enum {
+	RESTORER_CREDS_GROUPS = 1 << 0,
+	RESTORER_CREDS_GIDS = 1 << 1,
+	RESTORER_CREDS_UIDS = 1 << 2,
+	RESTORER_CREDS_SECBITS = 1 << 3,
+	RESTORER_CREDS_FIXUP = 1 << 4, /* SECBIT_NO_SETUID_FIXUP while leaving uid 0 */
+};
+
 struct restorer_creds {
 	uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
 	uint64_t groups;	 /* uint32_t[nr_groups] */
@@ -57,6 +66,8 @@ struct restorer_creds {
 	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
 	uint32_t last_cap; /* capabilities 0..last_cap exist on this kernel */
 	uint32_t no_new_privs;
+	uint32_t change; /* RESTORER_CREDS_* */
+	uint32_t pad;
 };
 
 struct restorer_rlimit {
