@@ -412,8 +412,9 @@ void restorer_attrs(const struct restorer_args *a)
 	r = sys_prctl(PR_SET_THP_DISABLE, at->thp_disable & 1, at->thp_disable & ~1u, 0, 0);
 	if (r)
 		fail(a, "PR_SET_THP_DISABLE", at->thp_disable, r);
-	for (uint32_t i = 0; i < at->nr_threads && i < 1; i++)
-		restorer_thread_attrs(a, &self[i]);
+	/* This thread's; other threads apply theirs with restorer_thread_attrs() themselves. */
+	if (at->nr_threads)
+		restorer_thread_attrs(a, &self[0]);
 
 	if (at->seccomp_before_creds && at->nr_threads)
 		install_seccomp(a, &self[0]);
