@@ -171,7 +171,8 @@ int locks_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const struct 
 		const FdEntry *fe = find_fd(files, l->fd);
 		int holder, r;
 
-		if (!fe || l->kind < FILE_LOCK_KIND__LOCK_FLOCK || l->kind > FILE_LOCK_KIND__LOCK_OFD || (l->has_end && l->end < l->start) || l->start > INT64_MAX || (l->has_end && l->end > INT64_MAX) ||
+		if (!fe || l->kind < FILE_LOCK_KIND__LOCK_FLOCK || l->kind > FILE_LOCK_KIND__LOCK_OFD ||
+		    (l->has_end && l->end < l->start) || l->start > INT64_MAX || (l->has_end && l->end > INT64_MAX) ||
 		    (l->kind == FILE_LOCK_KIND__LOCK_FLOCK && (l->start || l->has_end)))
 			return snap_fail(ctx, -EINVAL, "image core-%d.img: bad %s lock on fd %d", pid, kind_name(l->kind),
 					 l->fd);
@@ -182,10 +183,12 @@ int locks_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const struct 
 			return snap_fail(ctx, r, "pid %d: fd %d: cannot test the %s lock on %s: %s", pid, l->fd,
 					 kind_name(l->kind), fe->path, strerror(-r));
 		if (r > 0 && holder > 0)
-			return snap_fail(ctx, -EAGAIN, "pid %d: fd %d: %s is locked by pid %d; its %s lock cannot be taken again",
-					 pid, l->fd, fe->path, holder, kind_name(l->kind));
+			return snap_fail(ctx, -EAGAIN,
+					 "pid %d: fd %d: %s is locked by pid %d; its %s lock cannot be taken again", pid,
+					 l->fd, fe->path, holder, kind_name(l->kind));
 		if (r > 0)
-			return snap_fail(ctx, -EAGAIN, "pid %d: fd %d: %s is locked by someone else; its %s lock cannot be taken again",
+			return snap_fail(ctx, -EAGAIN,
+					 "pid %d: fd %d: %s is locked by someone else; its %s lock cannot be taken again",
 					 pid, l->fd, fe->path, kind_name(l->kind));
 	}
 	return 0;
