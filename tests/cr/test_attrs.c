@@ -270,3 +270,33 @@ Test(attrs, locks_held_elsewhere_refused)
 	cr_assert(h_children(kids, 8) == 1 && kids[0] == w.pid, "a process is left after the refused restore");
 	H_OK(h_finish(&w));
 }
+
+/*
+ * A dump only reads: the original, left running, still has every pending
+ * signal with its siginfo, its timers as they were and its locks.
+ */
+static void run_leave_running(const char *name)
+{
+	struct h_wl w = { 0 };
+	char imgdir[PATH_MAX];
+
+	H_OK(h_start(&w, name, NULL));
+	H_OK(h_tmpdir(imgdir, "img"));
+	H_OK(h_dump(&w, imgdir, SNAP_DUMP_LEAVE_RUNNING, NULL));
+	H_OK(h_finish(&w));
+}
+
+Test(attrs, signals_leave_running)
+{
+	run_leave_running("wl-signals");
+}
+
+Test(attrs, timers_leave_running)
+{
+	run_leave_running("wl-timers");
+}
+
+Test(attrs, seccomp_leave_running)
+{
+	run_leave_running("wl-seccomp");
+}
