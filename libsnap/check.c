@@ -101,6 +101,11 @@ static int probe_userfaultfd(void)
 	return 1;
 }
 
+static int probe_timer_restore_ids(void)
+{
+	return prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0) >= 0;
+}
+
 static int probe_kcmp(void)
 {
 	return syscall(SYS_kcmp, getpid(), getpid(), KCMP_VM, 0, 0) == 0;
@@ -166,6 +171,8 @@ int snap_check(snap_ctx *ctx, void (*fn)(void *opaque, const struct snap_feature
 		  probe_pagemap_scan() },
 		{ "userfaultfd", "userfaultfd(), for lazy restore", 0, probe_userfaultfd() },
 		{ "kcmp", "kcmp(), to find shared files and memory", 0, probe_kcmp() },
+		{ "timer_restore_ids", "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15), to restore POSIX timers with any ids", 0,
+		  probe_timer_restore_ids() },
 	};
 	int r = 0;
 

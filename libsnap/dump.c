@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "attrs.h"
 #include "files.h"
 #include "image.h"
 #include "mem.h"
@@ -31,6 +32,7 @@ void dump_task_free(struct dump_task *t)
 	for (size_t i = 0; i < t->nr_fds; i++)
 		free(t->fds[i].path);
 	free(t->fds);
+	attrs_free(t);
 }
 
 /* What ptrace and /proc tell of one frozen thread. */
@@ -90,6 +92,8 @@ static int collect(struct snap_ctx *ctx, struct dump_task *t)
 		r = proc_read_auxv(ctx, pid, &t->auxv, &t->nr_auxv);
 	if (!r)
 		r = files_collect(ctx, t);
+	if (!r)
+		r = attrs_collect(ctx, t);
 	return r;
 }
 
@@ -119,6 +123,7 @@ static int write_core(struct snap_ctx *ctx, struct dump_task *t, struct img_dir 
 {
 	SigactionEntry acts[PARASITE_NSIG], *actp[PARASITE_NSIG];
 	TaskCoreEntry tce = TASK_CORE_ENTRY__INIT;
+	ThreadCoreEntry leader_tc = THREAD_CORE_ENTRY__INIT;
 	struct img_writer *w;
 	int r;
 
@@ -142,10 +147,16 @@ static int write_core(struct snap_ctx *ctx, struct dump_task *t, struct img_dir 
 	r = img_writer_open(ctx, dir, IMG_KIND_CORE, t->pid, &w);
 	if (r)
 		return r;
-	r = img_write_msg(ctx, w, &tce.base);
+	/* Task-wide attributes, and the per-thread ones of the leader (other threads have none: see attrs.c). */
+	r = attrs_to_image(ctx, t, &tce, &leader_tc);
+	if (!r)
+		r = img_write_msg(ctx, w, &tce.base);
 	for (size_t i = 0; !r && i < t->nr_threads; i++) {
 		ThreadCoreEntry tc = THREAD_CORE_ENTRY__INIT;
 		RseqEntry rseq = RSEQ_ENTRY__INIT;
+
+		if (i == 0)
+			tc.attrs = leader_tc.attrs;
 
 		thread_to_image(&t->threads[i], &tc, &rseq);
 		r = arch_thread_to_image(ctx, &t->threads[i].state, &tc);
@@ -243,6 +254,8 @@ static int drain_task(struct snap_ctx *ctx, struct dump_task *t)
 	}
 	for (size_t i = 1; !r && i < t->nr_threads; i++)
 		r = parasite_run_thread(ctx, t, &t->threads[i]);
+	if (!r)
+		r = attrs_drain(ctx, t);
 	if (!r && !t->status.has_umask)
 		r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: the kernel does not report its umask", t->pid);
 	return r;

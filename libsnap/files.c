@@ -193,9 +193,7 @@ int files_image_validate(struct snap_ctx *ctx, const struct files_image *fi)
 
 	if (fi->fs->cwd[0] != '/' || stat(fi->fs->cwd, &st) || !S_ISDIR(st.st_mode))
 		return snap_fail(ctx, -ENOENT, "working directory %s no longer exists", fi->fs->cwd);
-	if (strcmp(fi->fs->root, "/"))
-		return snap_fail(ctx, -EOPNOTSUPP, "a root directory other than / (%s) is not supported yet",
-				 fi->fs->root);
+	/* The root directory is checked and entered with the other attributes (attrs.c). */
 	for (size_t i = 0; i < fi->nr_fds; i++) {
 		const FdEntry *fe = fi->fds[i];
 

@@ -519,6 +519,7 @@ enum status_key {
 	SK_CAPBND,
 	SK_CAPAMB,
 	SK_NSPID,
+	SK_SECCOMP,
 	SK__COUNT,
 };
 
@@ -528,10 +529,14 @@ static const char *const status_keys[SK__COUNT] = {
 	[SK_THREADS] = "Threads", [SK_SIGPND] = "SigPnd", [SK_SHDPND] = "ShdPnd", [SK_SIGBLK] = "SigBlk",
 	[SK_SIGIGN] = "SigIgn",	  [SK_SIGCGT] = "SigCgt", [SK_CAPINH] = "CapInh", [SK_CAPPRM] = "CapPrm",
 	[SK_CAPEFF] = "CapEff",	  [SK_CAPBND] = "CapBnd", [SK_CAPAMB] = "CapAmb", [SK_NSPID] = "NSpid",
+	[SK_SECCOMP] = "Seccomp",
 };
 
-/* Umask is absent for tasks without an fs_struct (zombies); everything else is always printed. */
-#define STATUS_OPTIONAL (1u << SK_UMASK)
+/*
+ * Umask is absent for tasks without an fs_struct (zombies), Seccomp on
+ * kernels without CONFIG_SECCOMP; everything else is always printed.
+ */
+#define STATUS_OPTIONAL (1u << SK_UMASK | 1u << SK_SECCOMP)
 
 /*
  * Parses status text. On -EINVAL, *ret_bad_line is the malformed line, or 0
@@ -584,6 +589,11 @@ static int parse_status(FILE *f, struct proc_status *out, int *ret_bad_line, con
 					goto bad;
 				(k == SK_UID ? st.uid : st.gid)[i] = (uint32_t)v[i];
 			}
+			break;
+		case SK_SECCOMP:
+			if (!take_numbers(val, vend, 10, &v[0], 1) || v[0] > 2)
+				goto bad;
+			st.seccomp = (int)v[0];
 			break;
 		case SK_NSPID: {
 			const char *p = val;
@@ -1025,4 +1035,346 @@ fail:
 	closedir(d);
 	free(ids);
 	return r;
+}
+
+/* /proc/PID/timers: "ID:", "signal:", "notify:" and "ClockID:" lines, four per timer. */
+static int parse_posix_timers(FILE *f, struct proc_posix_timer **ret, size_t *ret_nr, int *ret_bad_line)
+{
+	static const char *const keys[] = { "ID", "signal", "notify", "ClockID" };
+	struct line_reader lr = { .f = f };
+	struct proc_posix_timer *v = NULL, *cur = NULL;
+	size_t nr = 0, cap = 0;
+	int lineno = 0, next = 0, r;
+	char *line;
+	size_t len;
+
+	*ret_bad_line = 0;
+	while ((r = line_reader_next(&lr, &line, &len)) > 0) {
+		const char *key, *val, *vend, *p;
+		uint64_t n;
+		size_t klen;
+		bool neg;
+
+		lineno++;
+		if (!split_key(line, len, &key, &klen, &val, &vend) || strlen(keys[next]) != klen ||
+		    memcmp(key, keys[next], klen))
+			goto bad;
+		p = val;
+		switch (next) {
+		case 0:
+			if (nr == cap) {
+				struct proc_posix_timer *nv = reallocarray(v, cap ? cap * 2 : 16, sizeof(*v));
+
+				if (!nv) {
+					r = -ENOMEM;
+					goto fail;
+				}
+				v = nv;
+				cap = cap ? cap * 2 : 16;
+			}
+			cur = &v[nr++];
+			memset(cur, 0, sizeof(*cur));
+			if (!take_dec(&p, vend, &n) || p != vend || n > INT_MAX)
+				goto bad;
+			cur->id = (int)n;
+			break;
+		case 1: /* signo/sigev_value in hex */
+			if (!take_dec(&p, vend, &n) || n > 64 || !take_char(&p, vend, '/') ||
+			    !take_hex(&p, vend, &cur->sigval) || p != vend)
+				goto bad;
+			cur->signo = (int)n;
+			break;
+		case 2: { /* "signal/pid.N", "signal/tid.N", "none/pid.N" */
+			const char *slash = memchr(p, '/', (size_t)(vend - p));
+
+			if (!slash)
+				goto bad;
+			if (slash - p == 6 && !memcmp(p, "signal", 6))
+				cur->notify = PROC_SIGEV_SIGNAL;
+			else if (slash - p == 4 && !memcmp(p, "none", 4))
+				cur->notify = PROC_SIGEV_NONE;
+			else if (slash - p == 6 && !memcmp(p, "thread", 6))
+				cur->notify = PROC_SIGEV_THREAD;
+			else
+				goto bad;
+			p = slash + 1;
+			if (vend - p > 4 && !memcmp(p, "tid.", 4))
+				cur->notify |= PROC_SIGEV_THREAD_ID;
+			else if (!(vend - p > 4 && !memcmp(p, "pid.", 4)))
+				goto bad;
+			p += 4;
+			if (!take_dec(&p, vend, &n) || p != vend || n > INT_MAX)
+				goto bad;
+			cur->target = (int)n;
+			break;
+		}
+		case 3:
+			neg = take_char(&p, vend, '-');
+			if (!take_dec(&p, vend, &n) || p != vend || n > (uint64_t)INT_MAX + neg)
+				goto bad;
+			cur->clock_id = neg ? (int)(-(int64_t)n) : (int)n;
+			break;
+		}
+		next = (next + 1) % 4;
+	}
+	if (r < 0)
+		goto fail;
+	if (next)
+		goto bad_end;
+	line_reader_free(&lr);
+	*ret = v;
+	*ret_nr = nr;
+	return 0;
+bad_end:
+	lineno++;
+bad:
+	r = -EINVAL;
+	*ret_bad_line = lineno;
+fail:
+	line_reader_free(&lr);
+	free(v);
+	return r;
+}
+
+int proc_parse_posix_timers(FILE *f, struct proc_posix_timer **ret, size_t *ret_nr, int *ret_bad_line)
+{
+	return parse_posix_timers(f, ret, ret_nr, ret_bad_line);
+}
+
+int proc_read_posix_timers(struct snap_ctx *ctx, pid_t pid, struct proc_posix_timer **ret, size_t *ret_nr)
+{
+	int r, bad_line;
+	FILE *f;
+
+	f = proc_fopen(pid, "timers");
+	if (!f)
+		return fail_open(ctx, -errno, pid, "timers");
+	r = parse_posix_timers(f, ret, ret_nr, &bad_line);
+	fclose(f);
+	if (r == -EINVAL)
+		return snap_fail(ctx, r, "pid %d: malformed /proc/%d/timers line %d", (int)pid, (int)pid, bad_line);
+	if (r < 0)
+		return fail_read(ctx, r, pid, "timers");
+	return 0;
+}
+
+/* Takes the next blank-separated word of [*pp, end). */
+static bool take_word(const char **pp, const char *end, const char **ret_word, size_t *ret_len)
+{
+	const char *p = *pp, *w;
+
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	w = p;
+	while (p < end && *p != ' ' && *p != '\t')
+		p++;
+	if (p == w)
+		return false;
+	*ret_word = w;
+	*ret_len = (size_t)(p - w);
+	*pp = p;
+	return true;
+}
+
+static bool word_is(const char *w, size_t len, const char *s)
+{
+	return strlen(s) == len && !memcmp(w, s, len);
+}
+
+/*
+ * One lock as /proc/locks and the "lock:" lines of fdinfo print it:
+ * "1: POSIX  ADVISORY  WRITE 1234 fe:00:5678 10 19". Kinds other than
+ * FLOCK, POSIX and OFDLCK (leases, delegations) keep their name only.
+ */
+static bool parse_lock(const char *p, const char *end, struct proc_file_lock *out)
+{
+	struct proc_file_lock l = { 0 };
+	const char *w;
+	size_t wl;
+	uint64_t n;
+	bool neg;
+
+	if (!take_dec(&p, end, &n) || !take_char(&p, end, ':') || !take_word(&p, end, &w, &wl))
+		return false;
+	snprintf(l.kind_name, sizeof(l.kind_name), "%.*s", (int)wl, w);
+	if (word_is(w, wl, "FLOCK"))
+		l.kind = PROC_LOCK_FLOCK;
+	else if (word_is(w, wl, "POSIX"))
+		l.kind = PROC_LOCK_POSIX;
+	else if (word_is(w, wl, "OFDLCK"))
+		l.kind = PROC_LOCK_OFD;
+	else {
+		l.kind = PROC_LOCK_OTHER;
+		*out = l;
+		return true;
+	}
+	if (!take_word(&p, end, &w, &wl) || !(word_is(w, wl, "ADVISORY") || word_is(w, wl, "MANDATORY")))
+		return false;
+	if (!take_word(&p, end, &w, &wl))
+		return false;
+	if (word_is(w, wl, "WRITE"))
+		l.write = true;
+	else if (!word_is(w, wl, "READ"))
+		return false;
+	if (!take_blanks(&p, end))
+		return false;
+	neg = take_char(&p, end, '-');
+	if (!take_dec(&p, end, &n) || n > INT_MAX)
+		return false;
+	l.pid = neg ? -(int)n : (int)n;
+	if (!take_blanks(&p, end) || !take_hex(&p, end, &n) || n > UINT32_MAX || !take_char(&p, end, ':'))
+		return false;
+	l.dev_major = (uint32_t)n;
+	if (!take_hex(&p, end, &n) || n > UINT32_MAX || !take_char(&p, end, ':'))
+		return false;
+	l.dev_minor = (uint32_t)n;
+	if (!take_dec(&p, end, &l.ino) || !take_blanks(&p, end) || !take_dec(&p, end, &l.start) ||
+	    !take_blanks(&p, end))
+		return false;
+	if (end - p >= 3 && !memcmp(p, "EOF", 3)) {
+		l.to_eof = true;
+		p += 3;
+	} else if (!take_dec(&p, end, &l.end) || l.end < l.start) {
+		return false;
+	}
+	while (p < end && (*p == ' ' || *p == '\t'))
+		p++;
+	if (p != end)
+		return false;
+	*out = l;
+	return true;
+}
+
+static int parse_fd_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
+{
+	struct line_reader lr = { .f = f };
+	struct proc_file_lock *v = NULL;
+	size_t nr = 0, cap = 0;
+	int lineno = 0, r;
+	char *line;
+	size_t len;
+
+	*ret_bad_line = 0;
+	while ((r = line_reader_next(&lr, &line, &len)) > 0) {
+		const char *key, *val, *vend;
+		size_t klen;
+
+		lineno++;
+		if (!split_key(line, len, &key, &klen, &val, &vend) || klen != 4 || memcmp(key, "lock", 4))
+			continue;
+		if (nr == cap) {
+			struct proc_file_lock *nv = reallocarray(v, cap ? cap * 2 : 4, sizeof(*v));
+
+			if (!nv) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			v = nv;
+			cap = cap ? cap * 2 : 4;
+		}
+		if (!parse_lock(val, vend, &v[nr])) {
+			r = -EINVAL;
+			*ret_bad_line = lineno;
+			goto fail;
+		}
+		nr++;
+	}
+	if (r < 0)
+		goto fail;
+	line_reader_free(&lr);
+	*ret = v;
+	*ret_nr = nr;
+	return 0;
+fail:
+	line_reader_free(&lr);
+	free(v);
+	return r;
+}
+
+int proc_parse_fd_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
+{
+	return parse_fd_locks(f, ret, ret_nr, ret_bad_line);
+}
+
+int proc_read_fd_locks(struct snap_ctx *ctx, pid_t pid, int fd, struct proc_file_lock **ret, size_t *ret_nr)
+{
+	char name[32];
+	int r, bad_line;
+	FILE *f;
+
+	snprintf(name, sizeof(name), "fdinfo/%d", fd);
+	f = proc_fopen(pid, name);
+	if (!f)
+		return fail_open(ctx, -errno, pid, name);
+	r = parse_fd_locks(f, ret, ret_nr, &bad_line);
+	fclose(f);
+	if (r == -EINVAL)
+		return snap_fail(ctx, r, "pid %d: malformed lock line %d in fdinfo of fd %d", (int)pid, bad_line, fd);
+	if (r < 0)
+		return fail_read(ctx, r, pid, name);
+	return 0;
+}
+
+/* /proc/locks: every lock of the system, one per line; waiters ("->") are left out. */
+static int parse_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
+{
+	struct line_reader lr = { .f = f };
+	struct proc_file_lock *v = NULL;
+	size_t nr = 0, cap = 0;
+	int lineno = 0, r;
+	char *line;
+	size_t len;
+
+	*ret_bad_line = 0;
+	while ((r = line_reader_next(&lr, &line, &len)) > 0) {
+		lineno++;
+		if (nr == cap) {
+			struct proc_file_lock *nv = reallocarray(v, cap ? cap * 2 : 16, sizeof(*v));
+
+			if (!nv) {
+				r = -ENOMEM;
+				goto fail;
+			}
+			v = nv;
+			cap = cap ? cap * 2 : 16;
+		}
+		if (!parse_lock(line, line + len, &v[nr])) {
+			r = -EINVAL;
+			*ret_bad_line = lineno;
+			goto fail;
+		}
+		if (!(v[nr].kind == PROC_LOCK_OTHER && !strcmp(v[nr].kind_name, "->")))
+			nr++;
+	}
+	if (r < 0)
+		goto fail;
+	line_reader_free(&lr);
+	*ret = v;
+	*ret_nr = nr;
+	return 0;
+fail:
+	line_reader_free(&lr);
+	free(v);
+	return r;
+}
+
+int proc_parse_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
+{
+	return parse_locks(f, ret, ret_nr, ret_bad_line);
+}
+
+int proc_read_locks(struct snap_ctx *ctx, struct proc_file_lock **ret, size_t *ret_nr)
+{
+	FILE *f = fopen("/proc/locks", "re");
+	int r, bad_line;
+
+	if (!f)
+		return snap_fail(ctx, -errno, "cannot open /proc/locks: %m");
+	r = parse_locks(f, ret, ret_nr, &bad_line);
+	fclose(f);
+	if (r == -EINVAL)
+		return snap_fail(ctx, r, "malformed /proc/locks line %d", bad_line);
+	if (r < 0)
+		return snap_fail(ctx, r, "cannot read /proc/locks: %s", strerror(-r));
+	return 0;
 }

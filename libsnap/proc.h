@@ -91,6 +91,7 @@ struct proc_status {
 	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
 	int nspid_levels; /* how many ids NSpid lists */
 	char state;
+	int seccomp; /* 0 none, 1 strict, 2 filters; 0 if the kernel does not print it */
 };
 
 int proc_parse_status(FILE *f, struct proc_status *out);
@@ -122,5 +123,47 @@ int proc_read_auxv(struct snap_ctx *ctx, pid_t pid, uint64_t **ret_vals, size_t 
 int proc_readlink(struct snap_ctx *ctx, pid_t pid, const char *name, char **ret);
 /* Lists numeric entries of /proc/PID/DIR ("task", "fd") in ascending order. */
 int proc_list_ids(struct snap_ctx *ctx, pid_t pid, const char *dir, int **ret_ids, size_t *ret_nr);
+
+/* /proc/PID/timers: one POSIX timer. */
+enum {
+	PROC_SIGEV_SIGNAL = 0,
+	PROC_SIGEV_NONE = 1,
+	PROC_SIGEV_THREAD = 2,
+	PROC_SIGEV_THREAD_ID = 4, /* or'ed in */
+};
+
+struct proc_posix_timer {
+	int id;
+	int signo;
+	uint64_t sigval; /* sigev_value */
+	int notify;	 /* PROC_SIGEV_* */
+	int target;	 /* the pid, or with PROC_SIGEV_THREAD_ID the tid, signals go to */
+	int clock_id;
+};
+
+/* Parses /proc/PID/timers into a malloc'd array; on -EINVAL *ret_bad_line is the line. */
+int proc_parse_posix_timers(FILE *f, struct proc_posix_timer **ret, size_t *ret_nr, int *ret_bad_line);
+int proc_read_posix_timers(struct snap_ctx *ctx, pid_t pid, struct proc_posix_timer **ret, size_t *ret_nr);
+
+/* A file lock as the "lock:" lines of /proc/PID/fdinfo/FD show it. */
+enum proc_lock_kind { PROC_LOCK_FLOCK = 1, PROC_LOCK_POSIX, PROC_LOCK_OFD, PROC_LOCK_OTHER };
+
+struct proc_file_lock {
+	enum proc_lock_kind kind;
+	char kind_name[16]; /* as printed: "LEASE", "DELEG", ... */
+	bool write;	    /* WRITE, else READ */
+	int pid;	    /* -1 for OFD locks */
+	uint32_t dev_major, dev_minor;
+	uint64_t ino;
+	uint64_t start, end; /* bytes; end is the last byte */
+	bool to_eof;	     /* "EOF": to the end of the file, whatever its size */
+};
+
+/* Parses the "lock:" lines of fdinfo text (others are skipped) into a malloc'd array. */
+int proc_parse_fd_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line);
+int proc_read_fd_locks(struct snap_ctx *ctx, pid_t pid, int fd, struct proc_file_lock **ret, size_t *ret_nr);
+/* Parses /proc/locks (every lock of the system, waiters left out) into a malloc'd array. */
+int proc_parse_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line);
+int proc_read_locks(struct snap_ctx *ctx, struct proc_file_lock **ret, size_t *ret_nr);
 
 #endif

@@ -23,6 +23,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "attrs.h"
 #include "restore.h"
 
 /* A process that only exists to create a group whose leader had exited. */
@@ -457,6 +458,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	r = img_set_open(ctx, opts->images_dir, &set);
 	if (!r)
 		r = read_tree(ctx, set, &tree);
+	if (!r && (opts->flags & SNAP_RESTORE_DETACH))
+		attrs_detach(ctx, tree.tasks[0].core, tree.entries[0]->pid);
 	stage_end(ctx, SNAP_STAGE_READ, t0);
 	if (r)
 		goto out;
@@ -524,7 +527,9 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 			break;
 		}
 		stats[idx] = cs;
-		if (ptrace(PTRACE_SEIZE, cs.pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD)) {
+		if (ptrace(PTRACE_SEIZE, cs.pid, 0,
+			   PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
+				   attrs_ptrace_options(tree.tasks[idx].core, tree.tasks[idx].threads[0]))) {
 			r = snap_fail(ctx, -errno, "pid %d: cannot trace the new process: %m", cs.pid);
 			break;
 		}

@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "attrs.h"
 #include "blob.h"
 #include "files.h"
 #include "image.h"
@@ -148,6 +149,8 @@ int restore_task_read(struct snap_ctx *ctx, struct img_set *set, PstreeEntry *pe
 		r = files_image_read(ctx, set, pid, &rt->files);
 	if (!r)
 		r = files_image_validate(ctx, &rt->files);
+	if (!r)
+		r = attrs_validate(ctx, rt->core, rt->threads[0], &rt->files);
 	return r;
 }
 
@@ -392,7 +395,6 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct rest
 	}
 	a->nr_sigactions = RESTORER_NSIG;
 	a->umask = rt->core->umask;
-	a->pdeathsig = 0; /* not dumped yet: none, as a process that never asked for one */
 
 	ALLOC(th, rt->nr_threads);
 	a->threads = (uint64_t)th;
@@ -425,6 +427,9 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct rest
 			t->stack_top = (uint64_t)stack + RESTORER_THREAD_STACK_SIZE;
 		}
 	}
+	r = attrs_fill_args(ctx, rt->core, rt->threads[0], a, &cur, end);
+	if (r)
+		return r;
 #undef ALLOC
 	return 0;
 }
@@ -559,6 +564,7 @@ void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct resto
 	for (size_t i = 0; i < rt->nr_threads; i++)
 		L.args_len += sizeof(struct restorer_thread) + arch_sigframe_size(rt->threads[i]) + 128 +
 			      (i ? RESTORER_THREAD_STACK_SIZE : 0);
+	L.args_len += attrs_args_size(rt->core, rt->threads[0]);
 	L.args_len = align_up(L.args_len, ps);
 	L.region_len = blob_len + L.args_len + RESTORER_STACK_SIZE + align_up(special_total, ps) + premap_total;
 	r = find_hole(ctx, &self, mi, L.region_len, &L.region);
@@ -704,6 +710,8 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 	r = files_restore(ctx, &rt->files, keep, 2);
 	if (!r && chdir(rt->files.fs->cwd))
 		r = snap_fail(ctx, -errno, "cannot enter working directory %s: %m", rt->files.fs->cwd);
+	if (!r)
+		r = attrs_restore_locks(ctx, rt->core);
 	if (r)
 		restore_child_fail(ctx, status_fd, r);
 
@@ -718,6 +726,9 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 		r = snap_fail(ctx, r, "cannot unregister the engine's rseq area: %s", strerror(-r));
 		restore_child_fail(ctx, status_fd, r);
 	}
+	r = attrs_restore_child(ctx, rt->core, rt->files.fs);
+	if (r)
+		restore_child_fail(ctx, status_fd, r);
 	sigfillset(&all);
 	sigprocmask(SIG_SETMASK, &all, NULL);
 	cs.pid = getpid();
@@ -817,12 +828,15 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 	long off = vdso_syscall_offset(), ret;
 	uint64_t args[6] = { region, region_len, 0, 0, 0, 0 };
 	struct arch_regs regs;
+	uint64_t mask, all = ~0ull;
 	int r;
 
 	r = expect_stop(ctx, pid, pid, status_fd, SIGTRAP, 0, "waiting for the restorer");
 	if (r)
 		return r;
-	if (ptrace(PTRACE_SETOPTIONS, pid, 0, PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE) ||
+	if (ptrace(PTRACE_SETOPTIONS, pid, 0,
+		   PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE |
+			   attrs_ptrace_options(rt->core, rt->threads[0])) ||
 	    ptrace(PTRACE_CONT, pid, 0, 0))
 		return snap_fail(ctx, -errno, "pid %d: cannot follow thread creation: %m", pid);
 	for (size_t i = 1; i < rt->nr_threads; i++) {
@@ -851,9 +865,14 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 		return snap_fail(ctx, r, "pid %d: cannot read the restored registers: %s", pid, strerror(-r));
 	if (!vdso || off < 0)
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: no vDSO to remove the restorer from", pid);
+	/* Pending signals it does not block would be delivered into the injected call: hold them back. */
+	if (ptrace(PTRACE_GETSIGMASK, pid, sizeof(mask), &mask) || ptrace(PTRACE_SETSIGMASK, pid, sizeof(all), &all))
+		return snap_fail(ctx, -errno, "pid %d: cannot block signals for the cleanup: %m", pid);
 	r = ptrace_remote_syscall(ctx, pid, &regs, vdso->start + (uint64_t)off, SYS_munmap, args, &ret);
 	if (!r && ret)
 		r = snap_fail(ctx, (int)ret, "pid %d: cannot unmap the restorer: %s", pid, strerror((int)-ret));
+	if (!r && ptrace(PTRACE_SETSIGMASK, pid, sizeof(mask), &mask))
+		r = snap_fail(ctx, -errno, "pid %d: cannot restore the signal mask: %m", pid);
 	if (!r && (r = arch_set_regs(pid, &regs)))
 		snap_fail(ctx, r, "pid %d: cannot put the restored registers back: %s", pid, strerror(-r));
 	/* Per-thread state only ptrace can set (aarch64: pointer authentication keys). */

@@ -13,6 +13,7 @@
 #include "../parasite/protocol.h"
 
 struct parasite_ctl;
+struct task_attrs;
 
 struct dump_fd {
 	int fd;
@@ -59,6 +60,7 @@ struct dump_task {
 	/* Copied out of the parasite's shared area before it goes away. */
 	struct parasite_sigaction sigactions[PARASITE_NSIG];
 	struct parasite_misc misc;
+	struct task_attrs *attrs; /* attrs.h: signals, timers, credentials, limits, locks */
 };
 
 /* The processes being dumped: tasks[0] is the root, parents come before their children. */

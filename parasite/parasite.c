@@ -3,6 +3,7 @@
 #include <linux/prctl.h>
 #include <linux/signal.h>
 
+#include "parasite-attrs.h"
 #include "protocol.h"
 #include "rt.h"
 
@@ -75,6 +76,9 @@ static long serve(struct parasite_shared *sh)
 			break;
 		case PARASITE_CMD_DUMP_MISC:
 			reply.ret = (int32_t)dump_misc(sh);
+			break;
+		case PARASITE_CMD_DUMP_ATTRS:
+			reply.ret = (int32_t)parasite_dump_attrs(sh);
 			break;
 		case PARASITE_CMD_FINI:
 			reply.ret = 0;

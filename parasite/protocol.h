@@ -26,6 +26,7 @@ enum parasite_cmd {
 	PARASITE_CMD_DUMP_SIGACTIONS = 1, /* fills sigactions */
 	PARASITE_CMD_DUMP_MISC = 2,	  /* fills misc and leader */
 	PARASITE_CMD_FINI = 3,		  /* acknowledge, close the socket, trap */
+	PARASITE_CMD_DUMP_ATTRS = 4,	  /* fills attrs (timer ids in attrs.timers[].id are input) */
 };
 
 struct parasite_cmd_msg {
@@ -69,6 +70,45 @@ struct parasite_thread_args {
 	struct parasite_thread_info info;
 };
 
+/* What only the task itself can tell: credentials, prctl state, timers. */
+#define PARASITE_MAX_GROUPS 1024
+#define PARASITE_MAX_TIMERS 512
+#define PARASITE_NR_RLIMITS 16 /* RLIM_NLIMITS */
+
+struct parasite_itimer {
+	uint64_t value_sec, value_usec, interval_sec, interval_usec; /* struct itimerval */
+};
+
+struct parasite_posix_timer {
+	int32_t id;	 /* in: from /proc/PID/timers */
+	int32_t overrun; /* timer_getoverrun(2) */
+	uint64_t interval_sec, interval_nsec, value_sec, value_nsec; /* struct itimerspec */
+};
+
+struct parasite_attrs {
+	uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
+	uint32_t nr_groups;	 /* may exceed PARASITE_MAX_GROUPS: then only that many are listed */
+	uint32_t groups[PARASITE_MAX_GROUPS];
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	uint32_t last_cap; /* highest capability number the kernel knows */
+	uint32_t secbits;
+	uint32_t no_new_privs;
+	uint32_t dumpable;
+	uint32_t pdeathsig;
+	uint32_t child_subreaper;
+	uint32_t thp_disable;
+	uint32_t pad;
+	uint64_t timer_slack_ns; /* of the thread the parasite runs in */
+	/* prlimit of another user's process needs CAP_SYS_RESOURCE; the process may read its own. */
+	struct {
+		uint64_t cur, max;
+	} rlimits[PARASITE_NR_RLIMITS];
+	struct parasite_itimer itimers[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
+	uint32_t nr_timers; /* in */
+	uint32_t pad2;
+	struct parasite_posix_timer timers[PARASITE_MAX_TIMERS];
+};
+
 struct parasite_shared {
 	uint32_t mode;	   /* PARASITE_MODE_DAEMON */
 	int32_t sock_fd;   /* the parasite's end, set by the engine */
@@ -78,6 +118,7 @@ struct parasite_shared {
 	struct parasite_thread_info leader; /* the daemon's own thread */
 	struct parasite_thread_args thread; /* for the thread being asked */
 	char scratch[64];  /* strings for injected calls */
+	struct parasite_attrs attrs;
 };
 
 #endif

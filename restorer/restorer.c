@@ -9,6 +9,7 @@
 #include <linux/signal.h>
 
 #include "restorer.h"
+#include "restorer-attrs.h"
 #include "rt.h"
 
 #ifndef MREMAP_FIXED
@@ -61,6 +62,14 @@ __attribute__((noreturn)) static void thread_main(void *arg)
 	r = arch_blob_set_tls(t->tls);
 	if (r)
 		fail(a, "setting TLS", t->tls[0], r);
+	/*
+	 * The leader makes the process-wide attributes once every thread
+	 * exists (signals may be queued to any of them); then each thread its
+	 * own, credentials and seccomp last, as both are per thread.
+	 */
+	if (t == (const struct restorer_thread *)a->threads)
+		restorer_attrs_process(a);
+	restorer_attrs_thread(a, t->tid);
 	/* The engine steps us through rt_sigreturn; once every thread is through, it removes this blob. */
 	rt_stop_for_tracer();
 	arch_blob_sigreturn(t->sigreturn_sp);
@@ -125,7 +134,6 @@ long blob_main(struct restorer_args *a)
 	}
 
 	sys1(__NR_umask, a->umask);
-	sys_prctl(PR_SET_PDEATHSIG, a->pdeathsig, 0, 0, 0);
 
 	/* The engine now follows thread creation; then the other threads, each into its own state. */
 	rt_stop_for_tracer();

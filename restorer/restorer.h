@@ -43,6 +43,120 @@ struct restorer_sigaction {
 	uint64_t mask;
 };
 
+/*
+ * Attributes (restorer/attrs.c), applied in this order after the memory
+ * and the task's registrations are in place: personality, POSIX timers
+ * and itimer values, pending signals, resource limits, prctl state,
+ * per-thread scheduling, credentials, the prctl state that a credential
+ * change resets, CPU-time itimers, and seccomp filters last.
+ */
+/* What differs from the credentials the new process starts with (the engine's): only that is set. */
+enum {
+	RESTORER_CREDS_GROUPS = 1 << 0,
+	RESTORER_CREDS_GIDS = 1 << 1,
+	RESTORER_CREDS_UIDS = 1 << 2,
+	RESTORER_CREDS_SECBITS = 1 << 3,
+	RESTORER_CREDS_FIXUP = 1 << 4, /* SECBIT_NO_SETUID_FIXUP while leaving uid 0 */
+};
+
+struct restorer_creds {
+	uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
+	uint64_t groups;	 /* uint32_t[nr_groups] */
+	uint32_t nr_groups;
+	uint32_t secbits;
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	uint32_t last_cap; /* capabilities 0..last_cap exist on this kernel */
+	uint32_t no_new_privs;
+	uint32_t change; /* RESTORER_CREDS_* */
+	uint32_t pad;
+};
+
+struct restorer_rlimit {
+	uint32_t resource, pad;
+	uint64_t cur, max;
+};
+
+struct restorer_itimer {
+	uint64_t value_sec, value_usec, interval_sec, interval_usec;
+};
+
+enum {
+	RESTORER_TIMER_ARM = 0,	    /* timer_settime(value, interval); value 0 leaves it disarmed */
+	RESTORER_TIMER_FIRED = 1,   /* a pending signal entry makes it expire */
+	RESTORER_TIMER_OVERRUN = 2, /* expire it in the past and take the signal: overrun, then arm */
+};
+
+struct restorer_posix_timer {
+	int32_t id, clock_id;
+	int32_t notify, signo;
+	int32_t notify_tid, overrun;
+	uint64_t sigval;
+	uint64_t value_ns, interval_ns; /* value 0: disarmed */
+	uint32_t how;			/* RESTORER_TIMER_* */
+	uint32_t pad;
+};
+
+/*
+ * One entry of a signal queue, in queue order. An expiry of a timer is not
+ * queued as a copy but made by the timer itself (it fires at once), so
+ * that its delivery rearms the timer and counts overruns as it would have.
+ */
+#define RESTORER_FIRE_NONE (-1)
+#define RESTORER_FIRE_ITIMER_REAL (-2) /* queue the copy, then let ITIMER_REAL expire into it */
+struct restorer_siginfo {
+	int32_t tid;  /* 0: the process-wide queue */
+	int32_t fire; /* RESTORER_FIRE_*, or the index of the POSIX timer that fires instead */
+	uint32_t queue; /* queue info as a copy */
+	uint32_t pad;
+	uint8_t info[128];
+};
+
+struct restorer_seccomp_filter {
+	uint64_t prog; /* struct sock_filter[len] */
+	uint32_t len;
+	uint32_t flags;
+};
+
+/* struct sched_attr of sched_setattr(2), SCHED_ATTR_SIZE_VER1. */
+struct restorer_sched_attr {
+	uint32_t size;
+	uint32_t policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime, deadline, period;
+	uint32_t util_min, util_max;
+};
+
+struct restorer_thread_attrs {
+	int32_t tid;
+	uint32_t ioprio;
+	uint64_t timer_slack_ns;
+	struct restorer_sched_attr sched;
+	uint64_t affinity; /* CPU mask bytes */
+	uint32_t affinity_len;
+	uint32_t nr_seccomp;
+	uint64_t seccomp; /* struct restorer_seccomp_filter[nr_seccomp], oldest first */
+};
+
+struct restorer_attrs {
+	uint32_t personality;
+	uint32_t dumpable, pdeathsig, child_subreaper, thp_disable;
+	uint32_t nr_rlimits;
+	uint64_t rlimits; /* struct restorer_rlimit[] */
+	struct restorer_itimer itimers[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
+	uint32_t nr_timers;
+	uint32_t timer_ids_prctl; /* PR_TIMER_CREATE_RESTORE_IDS is there; else ids come linearly */
+	uint64_t timers; /* struct restorer_posix_timer[] */
+	uint32_t nr_pending;
+	uint32_t seccomp_before_creds; /* the restored credentials could not install the filters */
+	uint64_t pending; /* struct restorer_siginfo[] */
+	struct restorer_creds creds;
+	uint32_t nr_threads;
+	uint32_t pad;
+	uint64_t threads; /* struct restorer_thread_attrs[]: [0] is the thread running the restorer */
+};
+
 /* What each thread sets for itself before it returns into its registers. */
 struct restorer_thread {
 	int32_t tid;
@@ -63,8 +177,6 @@ struct restorer_args {
 	int32_t exe_fd;	   /* for PR_SET_MM_MAP, closed after use */
 	uint32_t umask;
 	uint32_t nr_threads;
-	int32_t pdeathsig; /* the engine sets SIGKILL until it traces the process; this is the image's */
-	uint32_t pad;
 	uint64_t threads; /* struct restorer_thread[nr_threads]; [0] is the leader */
 
 	uint64_t vmas; /* struct restorer_vma[nr_vmas] */
@@ -79,6 +191,7 @@ struct restorer_args {
 
 	struct restorer_sigaction sigactions[RESTORER_NSIG]; /* index = signal - 1 */
 
+	uint64_t attrs; /* struct restorer_attrs */
 };
 
 #endif

@@ -65,8 +65,9 @@ struct snap_dump_opts {
 enum snap_restore_flags {
 	/*
 	 * Without it the caller is the restored root's parent and must reap it
-	 * (waitpid); with it the same holds, the flag only documents intent for
-	 * snapcr's -d. Kept for symmetry with future modes.
+	 * (waitpid); with it the same holds, but the root is meant to outlive
+	 * the caller (snapcr's -d): its parent-death signal (PR_SET_PDEATHSIG)
+	 * is not set again, since it would fire when the caller exits.
 	 */
 	SNAP_RESTORE_DETACH = 1u << 0,
 };

@@ -1,0 +1,705 @@
+/*
+ * Process and thread attributes: the steps dump.c and restore.c call, and
+ * the simple ones handled here (resource limits, scheduling, CPU affinity,
+ * I/O priority, oom_score_adj, prctl state, the root directory).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+#include <linux/ioprio.h>
+#include <linux/sched.h>
+
+#include "attrs.h"
+
+#define ALIGN64(v) (((v) + 63) & ~(size_t)63)
+#define DEFAULT_UTIL_MAX 1024 /* SCHED_CAPACITY_SCALE: no clamp */
+
+static const char *const rlimit_names[RLIM_NLIMITS] = {
+	[RLIMIT_CPU] = "RLIMIT_CPU",	     [RLIMIT_FSIZE] = "RLIMIT_FSIZE",
+	[RLIMIT_DATA] = "RLIMIT_DATA",	     [RLIMIT_STACK] = "RLIMIT_STACK",
+	[RLIMIT_CORE] = "RLIMIT_CORE",	     [RLIMIT_RSS] = "RLIMIT_RSS",
+	[RLIMIT_NPROC] = "RLIMIT_NPROC",     [RLIMIT_NOFILE] = "RLIMIT_NOFILE",
+	[RLIMIT_MEMLOCK] = "RLIMIT_MEMLOCK", [RLIMIT_AS] = "RLIMIT_AS",
+	[RLIMIT_LOCKS] = "RLIMIT_LOCKS",     [RLIMIT_SIGPENDING] = "RLIMIT_SIGPENDING",
+	[RLIMIT_MSGQUEUE] = "RLIMIT_MSGQUEUE", [RLIMIT_NICE] = "RLIMIT_NICE",
+	[RLIMIT_RTPRIO] = "RLIMIT_RTPRIO",   [RLIMIT_RTTIME] = "RLIMIT_RTTIME",
+};
+
+/* Everything the image messages of one dump point to. */
+struct attrs_img {
+	TaskAttrsEntry ta;
+	ThreadAttrsEntry th;
+	CredsEntry creds;
+	uint32_t *groups;
+	ItimerEntry itimers[3];
+	RlimitEntry rl[RLIM_NLIMITS], *rlp[RLIM_NLIMITS];
+	SchedEntry sched;
+	PosixTimerEntry *timers, **timersp;
+	ProtobufCBinaryData *shared, *pending;
+	FileLockEntry **locksp;
+	SeccompFilterEntry *filters, **filtersp;
+};
+
+/* ---- dump ---- */
+
+static int read_oom_score_adj(struct snap_ctx *ctx, pid_t pid, int *ret)
+{
+	FILE *f = proc_fopen(pid, "oom_score_adj");
+	int ok;
+
+	if (!f)
+		return snap_fail(ctx, -errno, "pid %d: cannot open /proc/%d/oom_score_adj: %m", pid, pid);
+	ok = fscanf(f, "%d", ret) == 1;
+	fclose(f);
+	if (!ok)
+		return snap_fail(ctx, -EINVAL, "pid %d: malformed /proc/%d/oom_score_adj", pid, pid);
+	return 0;
+}
+
+int sched_collect(struct snap_ctx *ctx, pid_t tid, struct task_attrs *at)
+{
+	long n;
+
+	memset(&at->sched, 0, sizeof(at->sched));
+	if (syscall(SYS_sched_getattr, tid, &at->sched, sizeof(at->sched), 0))
+		return snap_fail(ctx, -errno, "tid %d: cannot read its scheduling policy: %m", tid);
+	n = syscall(SYS_sched_getaffinity, tid, sizeof(at->affinity), at->affinity);
+	if (n < 0)
+		return snap_fail(ctx, -errno, "tid %d: cannot read its CPU affinity: %m", tid);
+	at->affinity_len = (size_t)n;
+	n = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid);
+	if (n < 0)
+		return snap_fail(ctx, -errno, "tid %d: cannot read its I/O priority: %m", tid);
+	at->ioprio = (uint32_t)n;
+	return 0;
+}
+
+/*
+ * The per-thread attributes are dumped for the main thread only so far:
+ * another thread with signals of its own pending or with seccomp filters
+ * is refused rather than restored without them.
+ */
+static int check_other_threads(struct snap_ctx *ctx, struct dump_task *t)
+{
+	for (size_t i = 1; i < t->nr_threads; i++) {
+		struct proc_status st;
+		char name[64];
+		FILE *f;
+		int r;
+
+		snprintf(name, sizeof(name), "task/%d/status", t->threads[i].tid);
+		f = proc_fopen(t->pid, name);
+		if (!f)
+			return snap_fail(ctx, -errno, "pid %d: cannot open /proc/%d/%s: %m", t->pid, t->pid, name);
+		r = proc_parse_status(f, &st);
+		fclose(f);
+		if (r)
+			return snap_fail(ctx, r, "pid %d: malformed /proc/%d/%s", t->pid, t->pid, name);
+		if (st.sig_pnd)
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "pid %d: tid %d has signals pending for itself (mask %#llx), not supported yet",
+					 t->pid, t->threads[i].tid, (unsigned long long)st.sig_pnd);
+		if (st.seccomp)
+			return snap_fail(ctx, -EOPNOTSUPP, "pid %d: tid %d has seccomp filters of its own, not supported yet",
+					 t->pid, t->threads[i].tid);
+	}
+	return 0;
+}
+
+int attrs_collect(struct snap_ctx *ctx, struct dump_task *t)
+{
+	struct task_attrs *at = calloc(1, sizeof(*at));
+	int r;
+
+	if (!at)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	t->attrs = at;
+	r = check_other_threads(ctx, t);
+	if (r)
+		return r;
+	r = read_oom_score_adj(ctx, t->pid, &at->oom_score_adj);
+	if (!r)
+		r = sched_collect(ctx, t->pid, at);
+	if (!r)
+		r = seccomp_collect(ctx, t);
+	if (!r)
+		r = timers_collect(ctx, t);
+	if (!r)
+		r = locks_collect(ctx, t);
+	return r;
+}
+
+int attrs_drain(struct snap_ctx *ctx, struct dump_task *t)
+{
+	struct task_attrs *at = t->attrs;
+	/* The timer ids are input to the command. */
+	struct parasite_attrs *sh = &((struct parasite_shared *)parasite_shared(t))->attrs;
+	int r;
+
+	sh->nr_timers = (uint32_t)at->nr_timers;
+	for (size_t i = 0; i < at->nr_timers; i++)
+		sh->timers[i].id = at->timers[i].id;
+	r = parasite_run(ctx, t, PARASITE_CMD_DUMP_ATTRS);
+	if (r)
+		return r;
+	at->pa = malloc(sizeof(*at->pa));
+	if (!at->pa)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	memcpy(at->pa, sh, sizeof(*at->pa));
+	r = creds_check(ctx, t);
+	/* Last, so that an expiry during the dump is in a queue rather than lost. */
+	if (!r)
+		r = signals_collect(ctx, t);
+	return r;
+}
+
+static void itimer_to_image(const struct parasite_itimer *v, ItimerEntry *e)
+{
+	itimer_entry__init(e);
+	e->value_us = v->value_sec * 1000000 + v->value_usec;
+	e->interval_us = v->interval_sec * 1000000 + v->interval_usec;
+}
+
+int attrs_to_image(struct snap_ctx *ctx, struct dump_task *t, TaskCoreEntry *tce, ThreadCoreEntry *tc)
+{
+	struct task_attrs *at = t->attrs;
+	const struct parasite_attrs *pa = at->pa;
+	struct attrs_img *img = calloc(1, sizeof(*img));
+	size_t n;
+	int r;
+
+	if (!img)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	at->img = img;
+	task_attrs_entry__init(&img->ta);
+	thread_attrs_entry__init(&img->th);
+
+	creds_entry__init(&img->creds);
+	r = creds_to_image(ctx, pa, &img->creds, &img->groups);
+	if (r)
+		return r;
+	img->ta.creds = &img->creds;
+	_Static_assert(RLIM_NLIMITS == PARASITE_NR_RLIMITS, "the parasite reads every resource limit");
+	for (int i = 0; i < RLIM_NLIMITS; i++) {
+		rlimit_entry__init(&img->rl[i]);
+		img->rl[i].resource = (uint32_t)i;
+		img->rl[i].cur = pa->rlimits[i].cur;
+		img->rl[i].max = pa->rlimits[i].max;
+		img->rlp[i] = &img->rl[i];
+	}
+	img->ta.rlimits = img->rlp;
+	img->ta.n_rlimits = RLIM_NLIMITS;
+	img->ta.oom_score_adj = at->oom_score_adj;
+	img->ta.dumpable = pa->dumpable;
+	img->ta.pdeathsig = pa->pdeathsig;
+	img->ta.child_subreaper = pa->child_subreaper != 0;
+	img->ta.thp_disable = pa->thp_disable;
+	itimer_to_image(&pa->itimers[0], &img->itimers[0]);
+	itimer_to_image(&pa->itimers[1], &img->itimers[1]);
+	itimer_to_image(&pa->itimers[2], &img->itimers[2]);
+	img->ta.itimer_real = &img->itimers[0];
+	img->ta.itimer_virtual = &img->itimers[1];
+	img->ta.itimer_prof = &img->itimers[2];
+
+	n = at->nr_timers;
+	img->timers = calloc(n ? n : 1, sizeof(*img->timers));
+	img->timersp = calloc(n ? n : 1, sizeof(*img->timersp));
+	img->shared = calloc(at->nr_shared ? at->nr_shared : 1, sizeof(*img->shared));
+	img->pending = calloc(at->nr_pending ? at->nr_pending : 1, sizeof(*img->pending));
+	img->locksp = calloc(at->nr_locks ? at->nr_locks : 1, sizeof(*img->locksp));
+	img->filters = calloc(at->nr_seccomp ? at->nr_seccomp : 1, sizeof(*img->filters));
+	img->filtersp = calloc(at->nr_seccomp ? at->nr_seccomp : 1, sizeof(*img->filtersp));
+	if (!img->timers || !img->timersp || !img->shared || !img->pending || !img->locksp || !img->filters ||
+	    !img->filtersp)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const struct proc_posix_timer *pt = &at->timers[i];
+		const struct parasite_posix_timer *v = &pa->timers[i];
+		PosixTimerEntry *e = &img->timers[i];
+
+		posix_timer_entry__init(e);
+		e->id = pt->id;
+		e->clock_id = pt->clock_id;
+		e->notify = pt->notify;
+		e->signo = pt->signo;
+		e->sigval = pt->sigval;
+		if (pt->notify & PROC_SIGEV_THREAD_ID) {
+			e->has_notify_tid = 1;
+			e->notify_tid = pt->target;
+		}
+		e->value_ns = v->value_sec * 1000000000ull + v->value_nsec;
+		e->interval_ns = v->interval_sec * 1000000000ull + v->interval_nsec;
+		e->overrun = v->overrun;
+		img->timersp[i] = e;
+	}
+	img->ta.posix_timers = img->timersp;
+	img->ta.n_posix_timers = n;
+	for (size_t i = 0; i < at->nr_shared; i++)
+		img->shared[i] = (ProtobufCBinaryData){ ATTRS_SIGINFO_SIZE, at->shared[i] };
+	img->ta.shared_pending = img->shared;
+	img->ta.n_shared_pending = at->nr_shared;
+	for (size_t i = 0; i < at->nr_locks; i++)
+		img->locksp[i] = &at->locks[i];
+	img->ta.file_locks = img->locksp;
+	img->ta.n_file_locks = at->nr_locks;
+
+	sched_entry__init(&img->sched);
+	img->sched.policy = at->sched.policy;
+	img->sched.flags = at->sched.flags;
+	img->sched.nice = at->sched.nice;
+	img->sched.priority = at->sched.priority;
+	img->sched.runtime = at->sched.runtime;
+	img->sched.deadline = at->sched.deadline;
+	img->sched.period = at->sched.period;
+	img->sched.util_min = at->sched.util_min;
+	img->sched.util_max = at->sched.util_max;
+	img->th.sched = &img->sched;
+	img->th.affinity = (ProtobufCBinaryData){ at->affinity_len, at->affinity };
+	img->th.ioprio = at->ioprio;
+	img->th.timer_slack_ns = pa->timer_slack_ns;
+	for (size_t i = 0; i < at->nr_pending; i++)
+		img->pending[i] = (ProtobufCBinaryData){ ATTRS_SIGINFO_SIZE, at->pending[i] };
+	img->th.pending = img->pending;
+	img->th.n_pending = at->nr_pending;
+	img->th.seccomp_mode = at->nr_seccomp ? 2 : 0;
+	for (size_t i = 0; i < at->nr_seccomp; i++) {
+		seccomp_filter_entry__init(&img->filters[i]);
+		img->filters[i].prog = (ProtobufCBinaryData){ at->seccomp[i].len * 8ul, at->seccomp[i].prog };
+		img->filters[i].flags = at->seccomp[i].flags;
+		img->filtersp[i] = &img->filters[i];
+	}
+	img->th.seccomp = img->filtersp;
+	img->th.n_seccomp = at->nr_seccomp;
+
+	tce->attrs = &img->ta;
+	tc->attrs = &img->th;
+	/* What restore would refuse, refused now while the process can still run on. */
+	return timers_plan(ctx, &img->ta, &img->th, t->pid, NULL);
+}
+
+void attrs_free(struct dump_task *t)
+{
+	struct task_attrs *at = t->attrs;
+
+	if (!at)
+		return;
+	if (at->img) {
+		free(at->img->groups);
+		free(at->img->timers);
+		free(at->img->timersp);
+		free(at->img->shared);
+		free(at->img->pending);
+		free(at->img->locksp);
+		free(at->img->filters);
+		free(at->img->filtersp);
+		free(at->img);
+	}
+	for (size_t i = 0; i < at->nr_seccomp; i++)
+		free(at->seccomp[i].prog);
+	free(at->seccomp);
+	free(at->timers);
+	free(at->locks);
+	free(at->pa);
+	free(at->pending);
+	free(at->shared);
+	free(at);
+	t->attrs = NULL;
+}
+
+/* ---- restore ---- */
+
+/* This process's capabilities, to tell what the user running the restore may do. */
+static bool own_cap(int cap)
+{
+	struct __user_cap_header_struct {
+		uint32_t version;
+		int pid;
+	} hdr = { 0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0 };
+	struct {
+		uint32_t eff, prm, inh;
+	} data[2] = { 0 };
+
+	if (syscall(SYS_capget, &hdr, data))
+		return false;
+	return (data[cap / 32].eff >> (cap % 32)) & 1;
+}
+
+static int validate_rlimits(struct snap_ctx *ctx, const TaskAttrsEntry *ta, int pid)
+{
+	bool may_raise = own_cap(24 /* CAP_SYS_RESOURCE */);
+
+	for (size_t i = 0; i < ta->n_rlimits; i++) {
+		const RlimitEntry *e = ta->rlimits[i];
+		struct rlimit own;
+
+		if (e->resource >= RLIM_NLIMITS || e->cur > e->max)
+			return snap_fail(ctx, -EINVAL, "image core-%d.img: bad resource limit %u (%llu/%llu)", pid,
+					 e->resource, (unsigned long long)e->cur, (unsigned long long)e->max);
+		if (getrlimit((int)e->resource, &own))
+			return snap_fail(ctx, -errno, "cannot read our own %s: %m", rlimit_names[e->resource]);
+		if (e->max > own.rlim_max && !may_raise)
+			return snap_fail(ctx, -EPERM,
+					 "pid %d: its hard %s of %llu exceeds ours (%llu), and raising it needs "
+					 "CAP_SYS_RESOURCE",
+					 pid, rlimit_names[e->resource], (unsigned long long)e->max,
+					 (unsigned long long)own.rlim_max);
+		if (e->resource == RLIMIT_NOFILE && e->max != RLIM_INFINITY) {
+			FILE *f = fopen("/proc/sys/fs/nr_open", "re");
+			unsigned long long nr_open = 0;
+
+			if (f) {
+				if (fscanf(f, "%llu", &nr_open) != 1)
+					nr_open = 0;
+				fclose(f);
+			}
+			if (nr_open && e->max > nr_open)
+				return snap_fail(ctx, -EPERM, "pid %d: its RLIMIT_NOFILE of %llu exceeds fs.nr_open (%llu)",
+						 pid, (unsigned long long)e->max, nr_open);
+		}
+	}
+	return 0;
+}
+
+static int validate_thread(struct snap_ctx *ctx, const ThreadAttrsEntry *th, int tid)
+{
+	const SchedEntry *s = th->sched;
+	uint8_t own[ATTRS_CPUMASK_BYTES] = { 0 };
+	long n;
+
+	switch (s->policy) {
+	case SCHED_OTHER:
+	case SCHED_BATCH:
+	case SCHED_IDLE:
+		if (s->nice < -20 || s->nice > 19)
+			return snap_fail(ctx, -EINVAL, "image: tid %d: bad nice value %d", tid, s->nice);
+		break;
+	case SCHED_FIFO:
+	case SCHED_RR:
+		if (s->priority < 1 || s->priority > 99)
+			return snap_fail(ctx, -EINVAL, "image: tid %d: bad real-time priority %u", tid, s->priority);
+		break;
+	case SCHED_DEADLINE:
+		break;
+	default:
+		return snap_fail(ctx, -EOPNOTSUPP, "tid %d: scheduling policy %u is unknown here", tid, s->policy);
+	}
+	if ((s->util_max && s->util_min > s->util_max) || s->util_max > DEFAULT_UTIL_MAX)
+		return snap_fail(ctx, -EINVAL, "image: tid %d: bad utilization clamp %u..%u", tid, s->util_min,
+				 s->util_max);
+	if (!th->affinity.len || th->affinity.len > ATTRS_CPUMASK_BYTES || th->affinity.len % 8)
+		return snap_fail(ctx, -EINVAL, "image: tid %d: bad CPU mask of %zu bytes", tid, th->affinity.len);
+	/* The kernel would drop CPUs it cannot offer without a word: refuse instead. */
+	n = syscall(SYS_sched_getaffinity, 0, sizeof(own), own);
+	if (n < 0)
+		return snap_fail(ctx, -errno, "cannot read our own CPU affinity: %m");
+	for (size_t i = 0; i < th->affinity.len; i++) {
+		uint8_t extra = th->affinity.data[i] & (i < (size_t)n ? (uint8_t)~own[i] : 0xff);
+
+		if (extra)
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "tid %d: its CPU affinity includes CPU %zu, which this machine does not offer us",
+					 tid, i * 8 + (size_t)__builtin_ctz(extra));
+	}
+	switch (IOPRIO_PRIO_CLASS(th->ioprio)) {
+	case IOPRIO_CLASS_NONE:
+	case IOPRIO_CLASS_RT:
+	case IOPRIO_CLASS_BE:
+	case IOPRIO_CLASS_IDLE:
+		break;
+	default:
+		return snap_fail(ctx, -EINVAL, "image: tid %d: bad I/O priority 0x%x", tid, th->ioprio);
+	}
+	return 0;
+}
+
+int attrs_validate(struct snap_ctx *ctx, const TaskCoreEntry *core, const ThreadCoreEntry *thread,
+		   const struct files_image *files)
+{
+	const FsEntry *fs = files->fs;
+	const TaskAttrsEntry *ta = core->attrs;
+	const ThreadAttrsEntry *th = thread->attrs;
+	int pid = thread->tid, own_oom = 0, r;
+	struct stat st;
+
+	if (!ta || !th)
+		return snap_fail(ctx, -EINVAL, "image core-%d.img: no attributes (signals, timers, credentials)", pid);
+	if (strcmp(fs->root, "/") && (fs->root[0] != '/' || stat(fs->root, &st) || !S_ISDIR(st.st_mode)))
+		return snap_fail(ctx, -ENOENT, "pid %d: its root directory %s no longer exists", pid, fs->root);
+	r = validate_rlimits(ctx, ta, pid);
+	if (r)
+		return r;
+	if (ta->oom_score_adj < -1000 || ta->oom_score_adj > 1000)
+		return snap_fail(ctx, -EINVAL, "image core-%d.img: bad oom_score_adj %d", pid, ta->oom_score_adj);
+	r = read_oom_score_adj(ctx, getpid(), &own_oom);
+	if (r)
+		return r;
+	if (ta->oom_score_adj < own_oom && !own_cap(24 /* CAP_SYS_RESOURCE */))
+		return snap_fail(ctx, -EPERM, "pid %d: its oom_score_adj %d is below ours (%d), which needs CAP_SYS_RESOURCE",
+				 pid, ta->oom_score_adj, own_oom);
+	if (ta->dumpable > 1)
+		return snap_fail(ctx, -EINVAL, "image core-%d.img: bad dumpable mode %u", pid, ta->dumpable);
+	if (ta->pdeathsig > 64)
+		return snap_fail(ctx, -EINVAL, "image core-%d.img: bad parent death signal %u", pid, ta->pdeathsig);
+	if (ta->thp_disable & ~(1u | PR_THP_DISABLE_EXCEPT_ADVISED) ||
+	    (!(ta->thp_disable & 1) && ta->thp_disable))
+		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: THP disable mode 0x%x is unknown here", pid,
+				 ta->thp_disable);
+	r = validate_thread(ctx, th, pid);
+	if (!r)
+		r = creds_validate(ctx, ta->creds, pid);
+	if (!r)
+		r = timers_validate(ctx, ta, th, pid);
+	if (!r)
+		r = signals_validate(ctx, ta, th, pid);
+	if (!r)
+		r = seccomp_validate(ctx, th, pid);
+	if (!r)
+		r = locks_validate(ctx, ta, files, pid);
+	return r;
+}
+
+void attrs_detach(struct snap_ctx *ctx, TaskCoreEntry *core, int pid)
+{
+	/* The kernel sends it when the parent exits, which for snapcr -d is at once. */
+	if (core->attrs && core->attrs->pdeathsig) {
+		snap_info(ctx, "pid %d: detached, so its parent-death signal %u is not set again", pid,
+			  core->attrs->pdeathsig);
+		core->attrs->pdeathsig = 0;
+	}
+}
+
+unsigned long attrs_ptrace_options(const TaskCoreEntry *core, const ThreadCoreEntry *thread)
+{
+	/* The filters are installed before the restorer's last system calls and the engine's cleanup. */
+	return thread->attrs && thread->attrs->n_seccomp ? PTRACE_O_SUSPEND_SECCOMP : 0;
+}
+
+size_t attrs_args_size(const TaskCoreEntry *core, const ThreadCoreEntry *thread)
+{
+	const TaskAttrsEntry *ta = core->attrs;
+	const ThreadAttrsEntry *th = thread->attrs;
+	size_t n;
+
+	if (!ta || !th)
+		return 0;
+	n = ALIGN64(sizeof(struct restorer_attrs)) + ALIGN64(ta->n_rlimits * sizeof(struct restorer_rlimit)) +
+	    ALIGN64(ta->n_posix_timers * sizeof(struct restorer_posix_timer)) +
+	    ALIGN64((ta->n_shared_pending + th->n_pending + 1) * sizeof(struct restorer_siginfo)) +
+	    ALIGN64(ta->creds->n_groups * sizeof(uint32_t)) + ALIGN64(sizeof(struct restorer_thread_attrs)) +
+	    ALIGN64(th->affinity.len) + ALIGN64(th->n_seccomp * sizeof(struct restorer_seccomp_filter));
+	for (size_t i = 0; i < th->n_seccomp; i++)
+		n += ALIGN64(th->seccomp[i]->prog.len);
+	return n + 64;
+}
+
+/*
+ * The tick setitimer() adds to a CPU-time itimer, measured on our own
+ * ITIMER_PROF: this runs in the new process, whose itimers the restorer
+ * sets anyway. 0 if it cannot be told.
+ */
+static uint64_t cpu_itimer_tick_us(void)
+{
+	struct itimerval set = { { 0, 0 }, { 1, 0 } }, off = { 0 };
+	int64_t tick = 0;
+
+	/* A tick of CPU time accounted in between reads short: the largest of a few is the one. */
+	for (int i = 0; i < 3; i++) {
+		struct itimerval got = { 0 };
+		int64_t t;
+
+		if (setitimer(ITIMER_PROF, &set, NULL) || getitimer(ITIMER_PROF, &got))
+			break;
+		t = (int64_t)got.it_value.tv_sec * 1000000 + got.it_value.tv_usec - 1000000;
+		if (t > tick)
+			tick = t;
+	}
+	setitimer(ITIMER_PROF, &off, NULL);
+	return tick > 0 && tick <= 100000 ? (uint64_t)tick : 0;
+}
+
+static int cmp_timer_id(const void *a, const void *b)
+{
+	const struct restorer_posix_timer *x = a, *y = b;
+
+	return (x->id > y->id) - (x->id < y->id);
+}
+
+static void *take(uint8_t **cur, uint8_t *end, size_t size)
+{
+	void *p = *cur;
+
+	if ((size_t)(end - *cur) < ALIGN64(size))
+		return NULL;
+	*cur += ALIGN64(size);
+	return p;
+}
+
+int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, const ThreadCoreEntry *thread,
+		    struct restorer_args *a, uint8_t **cur, uint8_t *end)
+{
+	const TaskAttrsEntry *ta = core->attrs;
+	const ThreadAttrsEntry *th = thread->attrs;
+	const SchedEntry *s = th->sched;
+	struct restorer_attrs *ra = take(cur, end, sizeof(*ra));
+	struct restorer_rlimit *rl = take(cur, end, ta->n_rlimits * sizeof(*rl));
+	struct restorer_posix_timer *pt = take(cur, end, ta->n_posix_timers * sizeof(*pt));
+	struct restorer_siginfo *sig =
+		take(cur, end, (ta->n_shared_pending + th->n_pending + 1) * sizeof(*sig));
+	uint32_t *groups = take(cur, end, ta->creds->n_groups * sizeof(uint32_t));
+	struct restorer_thread_attrs *rth = take(cur, end, sizeof(*rth));
+	uint8_t *mask = take(cur, end, th->affinity.len);
+	struct restorer_seccomp_filter *sf = take(cur, end, th->n_seccomp * sizeof(*sf));
+	uint32_t *how = calloc(ta->n_posix_timers + 1, sizeof(*how));
+	int r;
+
+	if (!ra || !rl || !pt || !sig || !groups || !rth || !mask || !sf || !how) {
+		free(how);
+		return snap_fail(ctx, -ENOMEM, "restorer arguments for the attributes do not fit");
+	}
+	memset(ra, 0, sizeof(*ra));
+	ra->personality = core->personality;
+	ra->dumpable = ta->dumpable;
+	ra->pdeathsig = ta->pdeathsig;
+	ra->child_subreaper = ta->child_subreaper;
+	ra->thp_disable = ta->thp_disable;
+	for (size_t i = 0; i < ta->n_rlimits; i++)
+		rl[i] = (struct restorer_rlimit){ ta->rlimits[i]->resource, 0, ta->rlimits[i]->cur, ta->rlimits[i]->max };
+	ra->nr_rlimits = (uint32_t)ta->n_rlimits;
+	ra->rlimits = (uint64_t)rl;
+	{
+		const ItimerEntry *it[3] = { ta->itimer_real, ta->itimer_virtual, ta->itimer_prof };
+		uint64_t tick = cpu_itimer_tick_us();
+
+		for (int i = 0; i < 3; i++) {
+			uint64_t v = it[i]->value_us;
+
+			/* setitimer adds a tick to CPU-time timers; what getitimer read already has it. */
+			if (i && v > tick)
+				v -= tick;
+			ra->itimers[i] = (struct restorer_itimer){ v / 1000000, v % 1000000, it[i]->interval_us / 1000000,
+								   it[i]->interval_us % 1000000 };
+		}
+	}
+	r = timers_plan(ctx, ta, th, thread->tid, how);
+	if (r) {
+		free(how);
+		return r;
+	}
+	for (size_t i = 0; i < ta->n_posix_timers; i++) {
+		const PosixTimerEntry *e = ta->posix_timers[i];
+
+		pt[i] = (struct restorer_posix_timer){
+			.id = e->id,
+			.clock_id = e->clock_id,
+			.notify = e->notify,
+			.signo = e->signo,
+			.notify_tid = e->has_notify_tid ? e->notify_tid : 0,
+			.overrun = e->overrun,
+			.sigval = e->sigval,
+			.value_ns = e->value_ns,
+			.interval_ns = e->interval_ns,
+			.how = how[i],
+		};
+	}
+	free(how);
+	/* Ascending ids: without PR_TIMER_CREATE_RESTORE_IDS the kernel hands out 0, 1, 2, ... */
+	qsort(pt, ta->n_posix_timers, sizeof(*pt), cmp_timer_id);
+	ra->nr_timers = (uint32_t)ta->n_posix_timers;
+	ra->timers = (uint64_t)pt;
+	ra->timer_ids_prctl = prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0) >= 0;
+	ra->nr_pending = (uint32_t)signals_fill_args(ta, thread, sig, pt);
+	ra->pending = (uint64_t)sig;
+
+	r = creds_fill_args(ctx, ta->creds, &ra->creds, groups);
+	if (r)
+		return r;
+
+	memset(rth, 0, sizeof(*rth));
+	rth->tid = thread->tid;
+	rth->ioprio = th->ioprio;
+	rth->timer_slack_ns = th->timer_slack_ns;
+	rth->sched = (struct restorer_sched_attr){
+		.size = sizeof(rth->sched),
+		.policy = s->policy,
+		.flags = s->flags & (SCHED_FLAG_RESET_ON_FORK | SCHED_FLAG_RECLAIM | SCHED_FLAG_DL_OVERRUN),
+		.nice = s->nice,
+		.priority = s->priority,
+		.runtime = s->runtime,
+		.deadline = s->deadline,
+		.period = s->period,
+		.util_min = s->util_min,
+		.util_max = s->util_max,
+	};
+	/*
+	 * For the fair policies runtime is the time slice (Linux 6.12), and
+	 * setting it pins it. What we run with is the default one: keep that.
+	 */
+	if (s->policy != SCHED_DEADLINE && s->policy != SCHED_FIFO && s->policy != SCHED_RR) {
+		struct restorer_sched_attr own = { 0 };
+
+		if (!syscall(SYS_sched_getattr, 0, &own, sizeof(own), 0) && own.runtime == s->runtime)
+			rth->sched.runtime = 0;
+	}
+	/*
+	 * Clamps are set only where the thread had them: setting the defaults
+	 * would pin them. A kernel without CONFIG_UCLAMP_TASK reports 0 for both.
+	 */
+	if (s->util_min)
+		rth->sched.flags |= SCHED_FLAG_UTIL_CLAMP_MIN;
+	if (s->util_max && s->util_max != DEFAULT_UTIL_MAX)
+		rth->sched.flags |= SCHED_FLAG_UTIL_CLAMP_MAX;
+	memcpy(mask, th->affinity.data, th->affinity.len);
+	rth->affinity = (uint64_t)mask;
+	rth->affinity_len = (uint32_t)th->affinity.len;
+	for (size_t i = 0; i < th->n_seccomp; i++) {
+		void *prog = take(cur, end, th->seccomp[i]->prog.len);
+
+		if (!prog)
+			return snap_fail(ctx, -ENOMEM, "restorer arguments for the seccomp filters do not fit");
+		memcpy(prog, th->seccomp[i]->prog.data, th->seccomp[i]->prog.len);
+		sf[i] = (struct restorer_seccomp_filter){ (uint64_t)prog, (uint32_t)(th->seccomp[i]->prog.len / 8),
+							  (uint32_t)th->seccomp[i]->flags };
+	}
+	rth->nr_seccomp = (uint32_t)th->n_seccomp;
+	rth->seccomp = (uint64_t)sf;
+	/* Installing filters needs no_new_privs or CAP_SYS_ADMIN: if the restored credentials have neither, before them. */
+	ra->seccomp_before_creds = th->n_seccomp && !ta->creds->no_new_privs && !((ta->creds->cap_eff >> 21) & 1);
+	ra->nr_threads = 1;
+	ra->threads = (uint64_t)rth;
+	a->attrs = (uint64_t)ra;
+	return 0;
+}
+
+int attrs_restore_child(struct snap_ctx *ctx, const TaskCoreEntry *core, const FsEntry *fs)
+{
+	char buf[16];
+	int fd, n;
+
+	/* Plain open and write: a stdio buffer would be a mapping the restorer does not know to drop. */
+	fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return snap_fail(ctx, -errno, "cannot open /proc/self/oom_score_adj: %m");
+	n = snprintf(buf, sizeof(buf), "%d", core->attrs->oom_score_adj);
+	if (write(fd, buf, (size_t)n) != n) {
+		int r = -errno;
+
+		close(fd);
+		return snap_fail(ctx, r, "cannot set oom_score_adj to %d: %s", core->attrs->oom_score_adj,
+				 strerror(-r));
+	}
+	close(fd);
+	/* Last: no path is looked up after this. The working directory was entered before. */
+	if (strcmp(fs->root, "/") && chroot(fs->root))
+		return snap_fail(ctx, -errno, "cannot change the root directory to %s: %m", fs->root);
+	return 0;
+}
