@@ -23,9 +23,8 @@ void dump_task_free(struct dump_task *t)
 	free(t->cwd);
 	free(t->root);
 	free(t->auxv);
-	for (size_t i = 0; i < t->nr_fds; i++)
-		free(t->fds[i].path);
 	free(t->fds);
+	files_dump_free(t->files);
 }
 
 /* What /proc and ptrace tell from outside, while the task is frozen. */
@@ -190,6 +189,7 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	if (!opts->images_dir)
 		return snap_fail(ctx, -EINVAL, "snap_dump: no images directory given");
 	t.pid = opts->pid;
+	t.flags = opts->flags;
 	leave_running = opts->flags & SNAP_DUMP_LEAVE_RUNNING;
 
 	t0 = stage_begin();
@@ -237,6 +237,8 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	if (!r)
 		r = files_dump(ctx, &t, dir);
 	if (!r)
+		r = files_dump_shared(ctx, &t, dir);
+	if (!r)
 		r = write_pstree(ctx, &t, dir);
 	stage_end(ctx, SNAP_STAGE_WRITE, t0);
 	if (r)
@@ -258,6 +260,7 @@ out:
 	if (!r)
 		r = cr;
 	t0 = stage_begin();
+	files_dump_finish(ctx, &t, !r && !leave_running);
 	seize_release(ctx, &t, !r && !leave_running);
 	stage_end(ctx, SNAP_STAGE_CURE, t0);
 	if (dir)

@@ -1026,3 +1026,8 @@ fail:
 	free(ids);
 	return r;
 }
+
+int proc_read_file(struct snap_ctx *ctx, pid_t pid, const char *name, char **ret_buf, size_t *ret_len)
+{
+	return read_whole(ctx, pid, name, ret_buf, ret_len);
+}

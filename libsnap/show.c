@@ -475,7 +475,7 @@ static int show_file(struct json_out *o, const char *path)
 			goto out;
 		}
 	}
-	if (img_name_parse(name, NULL) == IMG_KIND_PAGES) {
+	if (img_name_parse(name, NULL) > 0 && !img_kind_info(img_name_parse(name, NULL))->framed) {
 		uint64_t size, digest;
 		int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 

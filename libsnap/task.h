@@ -13,15 +13,13 @@
 #include "../parasite/protocol.h"
 
 struct parasite_ctl;
+struct files_dump;
 
+/* One descriptor of the process: its number and the open file description it refers to. */
 struct dump_fd {
 	int fd;
-	int kind; /* FdKind */
-	char *path;
-	uint32_t flags;
-	uint64_t pos;
-	uint64_t rdev;
-	uint64_t size;
+	uint32_t file_id; /* struct dump_file id (files.h) */
+	bool cloexec;
 };
 
 struct dump_task {
@@ -40,6 +38,8 @@ struct dump_task {
 	size_t nr_auxv;
 	struct dump_fd *fds;
 	size_t nr_fds;
+	unsigned flags;		   /* enum snap_dump_flags of the dump */
+	struct files_dump *files;  /* the open file descriptions, shared by the fds */
 	struct parasite_ctl *parasite;
 	/* Copied out of the parasite's shared area before it goes away. */
 	struct parasite_sigaction sigactions[PARASITE_NSIG];

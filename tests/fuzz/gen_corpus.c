@@ -108,8 +108,7 @@ static int write_dump(snap_ctx *ctx, const char *dir)
 	FsEntry fs = FS_ENTRY__INIT;
 	fs.cwd = "/tmp", fs.root = "/", fs.nr_fds = 1;
 	FdEntry fe = FD_ENTRY__INIT;
-	fe.fd = 1, fe.kind = FD_KIND__FD_REG, fe.path = "/tmp/out", fe.flags = 01 | 02000000, fe.pos = 5;
-	fe.has_file_size = 1, fe.file_size = 5;
+	fe.fd = 1, fe.file_id = 1, fe.cloexec = 1;
 	r = r ?: img_writer_open(ctx, d, IMG_KIND_FILES, 1, &w);
 	r = r ?: img_write_msg(ctx, w, &fs.base);
 	r = r ?: img_write_msg(ctx, w, &fe.base);
