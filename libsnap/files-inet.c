@@ -215,6 +215,7 @@ int inet_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 {
 	struct sockaddr_storage src, dst;
 	socklen_t slen = sizeof(src), dlen = sizeof(dst);
+	static const struct inet_diag_sk unhashed = { .state = TCP_CLOSE };
 	const struct inet_diag_table *t;
 	const struct inet_diag_sk *s;
 	char from[64], to[64];
@@ -234,9 +235,21 @@ int inet_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 	if (r)
 		return r;
 	s = inet_diag_find(t, (uint64_t)f->st.st_ino);
-	if (!s)
-		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: %s socket %s is not in this network namespace", f->pid,
-				 f->fd, proto == IPPROTO_TCP ? "TCP" : "UDP", f->link);
+	if (!s) {
+		struct tcp_info ti;
+		socklen_t tlen = sizeof(ti);
+
+		/* sock_diag lists hashed sockets only: one never bound nor connected (or bound TCP) is missing. */
+		split_sa(&src, &a, &alen, &port);
+		if (proto == IPPROTO_TCP && !getsockopt(f->local, IPPROTO_TCP, TCP_INFO, &ti, &tlen) &&
+		    ti.tcpi_state == TCP_CLOSE)
+			s = &unhashed;
+		else if (proto == IPPROTO_UDP && !port)
+			s = &unhashed;
+		else
+			return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: %s socket %s is not in this network namespace",
+					 f->pid, f->fd, proto == IPPROTO_TCP ? "TCP" : "UDP", f->link);
+	}
 	ie = arena_alloc(&d->arena, sizeof(*ie));
 	if (!ie)
 		return snap_fail(ctx, -ENOMEM, "out of memory");
@@ -415,8 +428,12 @@ static int send_queue_data(struct snap_ctx *ctx, int fd, const uint8_t *p, size_
 	return 0;
 }
 
-/* An established connection, rebuilt in repair mode so that the peer sees nothing. */
-static int restore_repair(struct snap_ctx *ctx, int fd, const InetSkEntry *ie, const char *what)
+/*
+ * An established connection, rebuilt in repair mode so that the peer sees
+ * nothing; repair_finish lets it go once every connection exists (a peer
+ * of the dump must be there before our first packet reaches it).
+ */
+static int repair_build(struct snap_ctx *ctx, int fd, const InetSkEntry *ie, const char *what)
 {
 	const TcpRepairEntry *re = ie->repair;
 	struct tcp_repair_window win = { re->snd_wl1, re->snd_wnd, re->max_window, re->rcv_wnd, re->rcv_wup };
@@ -450,8 +467,6 @@ static int restore_repair(struct snap_ctx *ctx, int fd, const InetSkEntry *ie, c
 		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_TIMESTAMP, 0 };
 	if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts, (socklen_t)(nopts * sizeof(opts[0]))))
 		return snap_fail(ctx, -errno, "%s: cannot set its TCP options: %m", what);
-	if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win)))
-		return snap_fail(ctx, -errno, "%s: cannot set its window: %m", what);
 	/* Bytes the peer has not acknowledged go back as sent: they are retransmitted if need be. */
 	if (sent) {
 		if (set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE))
@@ -469,11 +484,27 @@ static int restore_repair(struct snap_ctx *ctx, int fd, const InetSkEntry *ie, c
 	}
 	if (set_int(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, TCP_NO_QUEUE))
 		return snap_fail(ctx, -errno, "%s: cannot leave its queues: %m", what);
+	/* Last: the kernel checks the window against the receive queue's end, which the data just moved. */
+	if (setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_WINDOW, &win, sizeof(win)))
+		return snap_fail(ctx, -errno, "%s: cannot set its window: %m", what);
+	return 0;
+}
+
+static int repair_finish(struct snap_ctx *ctx, int fd, const InetSkEntry *ie, const char *what)
+{
+	const TcpRepairEntry *re = ie->repair;
+	int r;
+
 	/* Leaving repair mode sends a window probe: the peer learns we are back, and ACKs. */
 	if (set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF))
 		return snap_fail(ctx, -errno, "%s: cannot leave repair mode: %m", what);
+	/* Repair mode reset SO_REUSEADDR when it ended: set the process's options once more. */
+	r = sk_restore_opts(ctx, fd, ie->opts, ie->n_opts, what);
 	/* Bytes the process had queued but TCP had not sent yet are sent now, like any write. */
-	return re->unsent ? send_queue_data(ctx, fd, re->send_queue.data + sent, re->unsent, true, what) : 0;
+	if (!r && re->unsent)
+		r = send_queue_data(ctx, fd, re->send_queue.data + re->send_queue.len - re->unsent, re->unsent, true,
+				    what);
+	return r;
 }
 
 /* A connection dumped with --tcp-close: connected in repair mode, then dropped without a word to the peer. */
@@ -516,7 +547,8 @@ static int restore_one(struct snap_ctx *ctx, struct files_restore *rs, const Fil
 		return fd;
 	files_set(rs, fe->id, fd);
 	if (ie->repair) {
-		r = restore_repair(ctx, fd, ie, what);
+		/* Finished by repair_finish, with its flags, once every connection exists. */
+		return repair_build(ctx, fd, ie, what);
 	} else if (ie->has_restore_closed && ie->restore_closed) {
 		r = restore_closed(ctx, fd, ie, what);
 	} else {
@@ -533,7 +565,7 @@ static int restore_one(struct snap_ctx *ctx, struct files_restore *rs, const Fil
 		}
 	}
 	/* Repair mode resets SO_REUSEADDR when it ends: set the process's options once more. */
-	if (!r && (ie->repair || ie->restore_closed))
+	if (!r && ie->restore_closed)
 		r = sk_restore_opts(ctx, fd, ie->opts, ie->n_opts, what);
 	if (!r && ie->has_shutdown && (ie->shutdown & 1) && shutdown(fd, SHUT_RD))
 		r = snap_fail(ctx, -errno, "%s: cannot shut down its receiving side: %m", what);
@@ -562,6 +594,22 @@ int inet_restore(struct snap_ctx *ctx, struct files_restore *rs)
 			if (r)
 				return r;
 		}
+	}
+	for (size_t i = 0; i < fi->nr_files; i++) {
+		const FileEntry *fe = fi->files[i];
+		char what[200];
+		int r;
+
+		if (fe->kind != FILE_KIND__FILE_INET || !fe->inet_sk->repair)
+			continue;
+		describe(fe, what, sizeof(what));
+		r = repair_finish(ctx, rs->fds[i], fe->inet_sk, what);
+		if (!r && fe->inet_sk->has_shutdown && (fe->inet_sk->shutdown & 1) && shutdown(rs->fds[i], SHUT_RD))
+			r = snap_fail(ctx, -errno, "%s: cannot shut down its receiving side: %m", what);
+		if (!r)
+			r = files_set_fl(ctx, rs->fds[i], fe->flags, what);
+		if (r)
+			return r;
 	}
 	return 0;
 }

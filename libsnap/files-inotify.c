@@ -36,7 +36,7 @@ static int open_mount_of(uint32_t sdev)
 		/* id parent major:minor root mount-point ... */
 		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &ma, &mi, mnt) != 3 || ma != want_major || mi != want_minor)
 			continue;
-		fd = open(mnt, O_PATH | O_CLOEXEC);
+		fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
 	free(line);
 	fclose(f);

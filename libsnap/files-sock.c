@@ -108,7 +108,7 @@ static bool applies(const struct sk_opt *o, unsigned cls)
 {
 	unsigned fam = o->applies & (F_UNIX | F_INET | F_INET6), proto = o->applies & (F_TCP | F_UDP);
 
-	if (!(fam & cls))
+	if (fam && !(fam & cls))
 		return false;
 	if ((o->applies & F_NOTCP) && (cls & F_TCP))
 		return false;

@@ -130,6 +130,14 @@ static bool is_dump_fifo(const struct files_dump *d, const char *link)
 	return false;
 }
 
+static bool is_our_copy(const struct files_dump *d, int fd)
+{
+	for (size_t i = 0; i < d->nr_files; i++)
+		if (d->files[i]->local == fd)
+			return true;
+	return false;
+}
+
 /* One pass over every fd of every other process, keeping the pipes, sockets and the dump's FIFOs. */
 static int scan_outside(struct snap_ctx *ctx, struct files_dump *d)
 {
@@ -148,8 +156,7 @@ static int scan_outside(struct snap_ctx *ctx, struct files_dump *d)
 		if (!isdigit((unsigned char)de->d_name[0]))
 			continue;
 		pid = (pid_t)atoi(de->d_name);
-		/* We hold copies of the dump's files ourselves. */
-		if (pid == getpid() || in_dump(d, pid))
+		if (in_dump(d, pid))
 			continue;
 		snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
 		fds = opendir(path);
@@ -160,6 +167,9 @@ static int scan_outside(struct snap_ctx *ctx, struct files_dump *d)
 			ssize_t n;
 
 			if (!isdigit((unsigned char)fe->d_name[0]))
+				continue;
+			/* We hold copies of the dump's files ourselves; an embedding program may hold others. */
+			if (pid == getpid() && is_our_copy(d, atoi(fe->d_name)))
 				continue;
 			snprintf(p, sizeof(p), "/proc/%d/fd/%s", (int)pid, fe->d_name);
 			n = readlink(p, link, sizeof(link) - 1);

@@ -1,4 +1,4 @@
-/* Dumps that must be refused: a missing pid, and each kind of state this engine version does not handle. */
+/* Dumps that must be refused: a missing pid, and each kind of state this engine version does not handle (fds: test_files_refusals.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,16 +65,6 @@ static void expect_refused(const char *mode, const char *kind)
 	expect_untouched(w.pid);
 	/* The workload checks its heap and the refused object itself. */
 	H_OK(h_finish(&w));
-}
-
-Test(dump_failures, socket)
-{
-	expect_refused("socket", "socket");
-}
-
-Test(dump_failures, pipe)
-{
-	expect_refused("pipe", "pipe");
 }
 
 Test(dump_failures, thread)
