@@ -173,8 +173,10 @@ static void check(void)
 	uint64_t v = 0;
 	int n, fd;
 
-	wl_expect(read(ev, &v, 8) == 8 && v == BIG_COUNT, "eventfd counter %llu, expected %llu", (unsigned long long)v,
-		  BIG_COUNT);
+	/* Poll first: a lost counter would leave the read blocked forever. */
+	wl_expect(poll(&(struct pollfd){ .fd = ev, .events = POLLIN }, 1, 0) == 1 && read(ev, &v, 8) == 8 &&
+			  v == BIG_COUNT,
+		  "eventfd counter %llu, expected %llu", (unsigned long long)v, BIG_COUNT);
 	for (int i = 0; i < 3; i++)
 		wl_expect(read(sem, &v, 8) == 8 && v == 1, "semaphore eventfd read %d: %llu", i, (unsigned long long)v);
 	wl_expect(read(sem, &v, 8) < 0 && errno == EAGAIN, "semaphore eventfd: count above 3 or not O_NONBLOCK");
