@@ -197,6 +197,99 @@ static int dump_repair(struct snap_ctx *ctx, struct files_dump *d, struct dump_f
 	return 0;
 }
 
+/* The UDP socket of the dump that datagrams from @from came from: bound to that port and address (or any). */
+static struct dump_file *udp_sender(struct files_dump *d, const struct sockaddr_storage *from)
+{
+	const uint8_t *fa, *sa;
+	size_t falen, salen;
+	unsigned fport, sport;
+
+	split_sa(from, &fa, &falen, &fport);
+	for (size_t i = 0; i < d->nr_files; i++) {
+		struct dump_file *o = d->files[i];
+		struct sockaddr_storage ss;
+		socklen_t len = sizeof(ss);
+		uint32_t proto;
+		bool any = true;
+
+		if (o->ops->kind != FILE_KIND__FILE_INET || get_u32(o->local, SOL_SOCKET, SO_PROTOCOL, &proto) ||
+		    proto != IPPROTO_UDP || getsockname(o->local, (struct sockaddr *)&ss, &len) ||
+		    ss.ss_family != from->ss_family)
+			continue;
+		split_sa(&ss, &sa, &salen, &sport);
+		for (size_t k = 0; k < salen; k++)
+			any &= sa[k] == 0;
+		if (sport == fport && (any || !memcmp(sa, fa, falen)))
+			return o;
+	}
+	return NULL;
+}
+
+/* Reads the datagrams waiting in a UDP socket without taking them, and finds who sent each. */
+static int peek_udp(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, InetSkEntry *ie,
+		    const char *name)
+{
+	int old_off = -1, zero = 0, r = 0;
+	socklen_t olen = sizeof(old_off);
+	uint8_t *buf = malloc(65536);
+	size_t total = 0;
+
+	if (!buf)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	if (getsockopt(f->local, SOL_SOCKET, SO_PEEK_OFF, &old_off, &olen) ||
+	    setsockopt(f->local, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero))) {
+		free(buf);
+		return snap_fail(ctx, -errno, "pid %d: fd %d: cannot use SO_PEEK_OFF: %m", f->pid, f->fd);
+	}
+	for (;;) {
+		struct sockaddr_storage from;
+		struct iovec iov = { buf, 65536 };
+		struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &iov, .msg_iovlen = 1 };
+		struct dump_file *sender;
+		InetMsgEntry *m;
+		char who[64];
+		const uint8_t *a;
+		size_t alen;
+		unsigned port;
+		ssize_t n = recvmsg(f->local, &mh, MSG_PEEK | MSG_DONTWAIT);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			if (errno != EAGAIN)
+				r = snap_fail(ctx, -errno, "pid %d: fd %d: cannot peek at its datagrams: %m", f->pid, f->fd);
+			break;
+		}
+		split_sa(&from, &a, &alen, &port);
+		sender = udp_sender(d, &from);
+		if (!sender) {
+			r = snap_fail(ctx, -EOPNOTSUPP,
+				      "pid %d: fd %d: UDP socket %s holds a datagram from %s, which is no socket of the dump, so it cannot be sent again",
+				      f->pid, f->fd, name, addr_str(from.ss_family, a, port, who, sizeof(who)));
+			break;
+		}
+		total += (size_t)n;
+		m = arena_alloc(&d->arena, sizeof(*m));
+		if (total > QUEUE_MAX || !m || arena_push(&d->arena, (void ***)&ie->queue, &ie->n_queue, m)) {
+			r = snap_fail(ctx, total > QUEUE_MAX ? -EFBIG : -ENOMEM, "pid %d: fd %d: too many datagrams queued",
+				      f->pid, f->fd);
+			break;
+		}
+		inet_msg_entry__init(m);
+		m->from_id = sender->id;
+		m->data.len = (size_t)n;
+		m->data.data = arena_memdup(&d->arena, buf, (size_t)n);
+		if (!m->data.data) {
+			r = snap_fail(ctx, -ENOMEM, "out of memory");
+			break;
+		}
+	}
+	if (setsockopt(f->local, SOL_SOCKET, SO_PEEK_OFF, &old_off, sizeof(old_off)) && !r)
+		r = snap_fail(ctx, -errno, "pid %d: fd %d: cannot restore SO_PEEK_OFF: %m", f->pid, f->fd);
+	free(buf);
+	return r;
+}
+
 void inet_dump_finish(struct snap_ctx *ctx, struct dump_file *f, bool dies)
 {
 	int off = TCP_REPAIR_OFF_NO_WP;
@@ -285,13 +378,8 @@ int inet_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 	if (r)
 		return r;
 
-	if (proto == IPPROTO_UDP) {
-		if (s->rqueue)
-			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: fd %d: UDP socket %s has datagrams not read yet, which cannot be restored yet",
-					 f->pid, f->fd, from);
-		return 0;
-	}
+	if (proto == IPPROTO_UDP)
+		return peek_udp(ctx, d, f, ie, from);
 	switch (s->state) {
 	case TCP_LISTEN:
 		if (s->rqueue)
@@ -378,7 +466,6 @@ int inet_validate(struct snap_ctx *ctx, const struct files_image *fi, const File
 	char what[200];
 	int fd, r;
 
-	(void)fi;
 	if ((ie->family != AF_INET && ie->family != AF_INET6) ||
 	    !((ie->protocol == IPPROTO_TCP && ie->type == SOCK_STREAM) ||
 	      (ie->protocol == IPPROTO_UDP && ie->type == SOCK_DGRAM)))
@@ -389,6 +476,15 @@ int inet_validate(struct snap_ctx *ctx, const struct files_image *fi, const File
 		return r;
 	if (ie->repair && (ie->repair->unsent > ie->repair->send_queue.len || !ie->has_dst_addr))
 		return snap_fail(ctx, -EINVAL, "%s: bad repair state in the image", what);
+	for (size_t i = 0; i < ie->n_queue; i++) {
+		uint32_t from = ie->queue[i]->from_id;
+
+		if (ie->protocol != IPPROTO_UDP || from < 1 || from > fi->nr_files ||
+		    fi->files[from - 1]->kind != FILE_KIND__FILE_INET ||
+		    fi->files[from - 1]->inet_sk->protocol != IPPROTO_UDP ||
+		    fi->files[from - 1]->inet_sk->family != ie->family || !fi->files[from - 1]->inet_sk->src_port)
+			return snap_fail(ctx, -EINVAL, "%s: datagram %zu has no sender in the image", what, i);
+	}
 	/* A listener or bound UDP socket needs its port: try taking it now, before anything exists. */
 	if (!(ie->state == TCP_LISTEN || (ie->protocol == IPPROTO_UDP && ie->src_port)))
 		return 0;
@@ -556,13 +652,9 @@ static int restore_one(struct snap_ctx *ctx, struct files_restore *rs, const Fil
 			r = bind_src(ctx, fd, ie, what);
 		if (!r && ie->state == TCP_LISTEN && listen(fd, (int)ie->backlog))
 			r = snap_fail(ctx, -errno, "%s: cannot listen: %m", what);
-		if (!r && ie->protocol == IPPROTO_UDP && ie->has_dst_addr && ie->state == TCP_ESTABLISHED) {
-			struct sockaddr_storage ss;
-
-			if (connect(fd, (struct sockaddr *)&ss,
-				    make_sa(&ss, (int)ie->family, ie->dst_addr.data, ie->dst_addr.len, ie->dst_port)))
-				r = snap_fail(ctx, -errno, "%s: cannot connect it: %m", what);
-		}
+		/* A UDP socket connects once its datagrams are back: connected, it would take them from its peer only. */
+		if (ie->protocol == IPPROTO_UDP)
+			return r;
 	}
 	/* Repair mode resets SO_REUSEADDR when it ends: set the process's options once more. */
 	if (!r && ie->restore_closed)
@@ -572,6 +664,48 @@ static int restore_one(struct snap_ctx *ctx, struct files_restore *rs, const Fil
 	if (!r)
 		r = files_set_fl(ctx, fd, fe->flags, what);
 	return r;
+}
+
+/* Sends the datagrams that waited in UDP socket @fe again, each from its sender, and checks they all arrived. */
+static int udp_fill(struct snap_ctx *ctx, struct files_restore *rs, const FileEntry *fe)
+{
+	static const uint8_t lo4[4] = { 127, 0, 0, 1 }, lo6[16] = { [15] = 1 };
+	const InetSkEntry *ie = fe->inet_sk;
+	const uint8_t *to = ie->src_addr.data;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char what[200];
+	int fd = rs->fds[fe->id - 1], zero = 0, off = -1;
+	size_t n = 0;
+	uint8_t *buf;
+	bool any = true;
+
+	describe(fe, what, sizeof(what));
+	for (size_t k = 0; k < ie->src_addr.len; k++)
+		any &= to[k] == 0;
+	/* Bound to any address: the datagrams came to one of ours, the loopback will do. */
+	if (any)
+		to = ie->family == AF_INET ? lo4 : lo6;
+	len = make_sa(&ss, (int)ie->family, to, ie->src_addr.len, ie->src_port);
+	for (size_t i = 0; i < ie->n_queue; i++) {
+		const InetMsgEntry *m = ie->queue[i];
+
+		if (sendto(rs->fds[m->from_id - 1], m->data.data, m->data.len, MSG_DONTWAIT, (struct sockaddr *)&ss, len) !=
+		    (ssize_t)m->data.len)
+			return snap_fail(ctx, -errno, "%s: cannot send datagram %zu again: %m", what, i);
+	}
+	/* UDP drops what does not fit: count what arrived, whole datagrams at a time (the peek offset counts bytes). */
+	buf = malloc(65536);
+	if (!buf)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &zero, sizeof(zero));
+	while (recv(fd, buf, 65536, MSG_PEEK | MSG_DONTWAIT) >= 0)
+		n++;
+	setsockopt(fd, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off));
+	free(buf);
+	if (n != ie->n_queue)
+		return snap_fail(ctx, -EIO, "%s: %zu of its %zu datagrams arrived again", what, n, ie->n_queue);
+	return 0;
 }
 
 int inet_restore(struct snap_ctx *ctx, struct files_restore *rs)
@@ -594,6 +728,37 @@ int inet_restore(struct snap_ctx *ctx, struct files_restore *rs)
 			if (r)
 				return r;
 		}
+	}
+	for (size_t i = 0; i < fi->nr_files; i++) {
+		const FileEntry *fe = fi->files[i];
+		int r;
+
+		if (fe->kind != FILE_KIND__FILE_INET || fe->inet_sk->protocol != IPPROTO_UDP || !fe->inet_sk->n_queue)
+			continue;
+		r = udp_fill(ctx, rs, fe);
+		if (r)
+			return r;
+	}
+	for (size_t i = 0; i < fi->nr_files; i++) {
+		const FileEntry *fe = fi->files[i];
+		const InetSkEntry *ie = fe->inet_sk;
+		char what[200];
+		int r = 0;
+
+		if (fe->kind != FILE_KIND__FILE_INET || ie->protocol != IPPROTO_UDP)
+			continue;
+		describe(fe, what, sizeof(what));
+		if (ie->has_dst_addr && ie->state == TCP_ESTABLISHED) {
+			struct sockaddr_storage ss;
+
+			if (connect(rs->fds[i], (struct sockaddr *)&ss,
+				    make_sa(&ss, (int)ie->family, ie->dst_addr.data, ie->dst_addr.len, ie->dst_port)))
+				r = snap_fail(ctx, -errno, "%s: cannot connect it: %m", what);
+		}
+		if (!r)
+			r = files_set_fl(ctx, rs->fds[i], fe->flags, what);
+		if (r)
+			return r;
 	}
 	for (size_t i = 0; i < fi->nr_files; i++) {
 		const FileEntry *fe = fi->files[i];

@@ -4,6 +4,7 @@
  * was; files that changed or vanished since the dump fail the restore with
  * a message naming them, before any process exists.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -13,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
 #include <unistd.h>
 
 #include "crtest.h"
@@ -139,6 +141,41 @@ Test(files_refusals, fifo_held_outside)
 	cr_assert(fd >= 0, "open: %m");
 	expect_refused("wl-files-refuse", args, 0, words, getpid());
 	close(fd);
+}
+
+/* A datagram from a socket outside the dump cannot be sent again by its sender: refused, naming the sender. */
+Test(files_refusals, udp_datagram_from_outside)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	static const char *const args[] = { "udp-outside", NULL };
+	struct h_wl w = { 0 };
+	char imgdir[PATH_MAX], *port, from[32];
+	socklen_t len = sizeof(sa);
+	snap_ctx *ctx;
+	const char *err;
+	int u;
+
+	H_OK(h_start(&w, "wl-files-refuse", args));
+	port = h_read_ctl(&w, "udp-port", NULL);
+	cr_assert(port, "no udp-port from the workload");
+	u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	cr_assert(u >= 0 && bind(u, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		  getsockname(u, (struct sockaddr *)&sa, &len) == 0);
+	snprintf(from, sizeof(from), "127.0.0.1:%d", ntohs(sa.sin_port));
+	sa.sin_port = htons((uint16_t)atoi(port));
+	free(port);
+	cr_assert(sendto(u, "u", 1, 0, (struct sockaddr *)&sa, sizeof(sa)) == 1, "sendto: %m");
+	H_OK(h_tmpdir(imgdir, "img"));
+	H_OK(h_ctx_new(&ctx));
+	cr_assert(h_dump(&w, imgdir, 0, ctx) < 0, "the dump succeeded");
+	err = snap_error(ctx);
+	cr_log_info("refused as it should: %s", err);
+	cr_expect(contains_number(err, w.pid) && contains_word(err, "UDP") && contains_word(err, from),
+		  "snap_error does not name pid %d, UDP and the sender %s: \"%s\"", (int)w.pid, from, err);
+	snap_ctx_free(ctx);
+	expect_untouched(w.pid);
+	H_OK(h_finish(&w));
+	close(u);
 }
 
 /* Restore must fail naming @file, leave no process, and work again once the file is as it was. */

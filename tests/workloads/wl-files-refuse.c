@@ -11,6 +11,7 @@
 #include <linux/netlink.h>
 #include <linux/perf_event.h>
 #include <linux/userfaultfd.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stddef.h>
@@ -37,6 +38,7 @@
  *   inotify-pending  an inotify instance with an event not read yet
  *   unix-outside PATH  a connection to the unix listener the test holds at PATH
  *   fifo-outside PATH  the write end of the FIFO at PATH, which the test holds open too
+ *   udp-outside  a UDP socket on 127.0.0.1 (port in CTLDIR/udp-port) the test sends a datagram to
  */
 
 static const char *mode;
@@ -118,6 +120,20 @@ static void setup(const char *arg)
 		if (!arg)
 			wl_die("fifo-outside needs the FIFO's path");
 		fd = open(arg, O_WRONLY);
+	} else if (!strcmp(mode, "udp-outside")) {
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+		socklen_t len = sizeof(sa);
+		char num[16];
+		FILE *f;
+
+		fd = socket(AF_INET, SOCK_DGRAM, 0);
+		must(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+			     getsockname(fd, (struct sockaddr *)&sa, &len) == 0,
+		     "bind");
+		snprintf(num, sizeof(num), "%d\n", ntohs(sa.sin_port));
+		wl_path(path, "udp-port");
+		f = fopen(path, "w");
+		must(f && fputs(num, f) >= 0 && fclose(f) == 0, "udp-port");
 	} else {
 		wl_die("unknown mode %s", mode);
 	}
@@ -155,6 +171,11 @@ static void check(void)
 		wl_expect(send(fd, "still here", 10, MSG_NOSIGNAL) == 10, "unix-outside: the connection is gone: %m");
 	} else if (!strcmp(mode, "fifo-outside")) {
 		wl_expect(write(fd, "still here", 10) == 10, "fifo-outside: the FIFO is gone: %m");
+	} else if (!strcmp(mode, "udp-outside")) {
+		char buf[8];
+
+		wl_expect(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) == 1 && buf[0] == 'u',
+			  "udp-outside: the datagram from outside is gone");
 	}
 }
 

@@ -35,8 +35,8 @@
 #define CLIENT_OUT 2000 /* sent to the outside peer before the dump */
 
 static const char *mode;
-static int lsn, lsn6, plain, udp_srv, udp_cli, cli, acc, peer_port;
-static struct sockaddr_in lsn_addr, udp_addr, udp_cli_addr, cli_addr, acc_addr;
+static int lsn, lsn6, plain, udp_srv, udp_cli, udp_other, cli, acc, peer_port;
+static struct sockaddr_in lsn_addr, udp_addr, udp_cli_addr, udp_other_addr, cli_addr, acc_addr;
 static struct sockaddr_in6 lsn6_addr;
 static size_t filled;
 static uint8_t *big;
@@ -114,6 +114,15 @@ static void setup_listen(void)
 	udp_cli = socket(AF_INET, SOCK_DGRAM, 0);
 	must(udp_cli >= 0 && connect(udp_cli, (struct sockaddr *)&udp_addr, sizeof(udp_addr)) == 0, "udp connect");
 	name_of(udp_cli, &udp_cli_addr, sizeof(udp_cli_addr));
+	udp_other = socket(AF_INET, SOCK_DGRAM, 0);
+	sa = loopback(0);
+	must(udp_other >= 0 && bind(udp_other, (struct sockaddr *)&sa, sizeof(sa)) == 0, "udp bind");
+	name_of(udp_other, &udp_other_addr, sizeof(udp_other_addr));
+	/* Datagrams left unread across the dump: to the server from two senders, and back to the connected one. */
+	must(send(udp_cli, "first", 5, 0) == 5, "udp send");
+	must(sendto(udp_other, "", 0, 0, (struct sockaddr *)&udp_addr, sizeof(udp_addr)) == 0, "udp send empty");
+	must(sendto(udp_other, "second", 6, 0, (struct sockaddr *)&udp_addr, sizeof(udp_addr)) == 6, "udp send");
+	must(sendto(udp_srv, "reply", 5, 0, (struct sockaddr *)&udp_cli_addr, sizeof(udp_cli_addr)) == 5, "udp reply");
 }
 
 /* Both ends here; the client writes until nothing more fits, so its send queue holds data too. */
@@ -206,6 +215,27 @@ static void check_listen(void)
 
 	name_of(udp_srv, &sa, sizeof(sa));
 	wl_expect(same_sa(&sa, &udp_addr, sizeof(sa)), "UDP socket: another address or port");
+	{
+		static const struct {
+			const char *data;
+			struct sockaddr_in *from;
+		} queued[] = { { "first", &udp_cli_addr }, { "", &udp_other_addr }, { "second", &udp_other_addr } };
+
+		for (size_t i = 0; i < 3; i++) {
+			ssize_t n;
+
+			len = sizeof(from);
+			n = recvfrom(udp_srv, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &len);
+			wl_expect(n == (ssize_t)strlen(queued[i].data) && !memcmp(buf, queued[i].data, (size_t)n) &&
+					  same_sa(&from, queued[i].from, sizeof(from)),
+				  "UDP: queued datagram %zu lost, changed or from another sender (%zd bytes)", i, n);
+		}
+		len = sizeof(from);
+		wl_expect(recvfrom(udp_cli, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &len) == 5 &&
+				  !memcmp(buf, "reply", 5) && same_sa(&from, &udp_addr, sizeof(from)),
+			  "UDP: the reply queued in the connected socket is lost");
+		len = sizeof(from);
+	}
 	wl_expect(send(udp_cli, "udp", 3, 0) == 3, "connected UDP: send: %m");
 	wl_expect(poll(&(struct pollfd){ .fd = udp_srv, .events = POLLIN }, 1, 10000) == 1 &&
 			  recvfrom(udp_srv, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&from, &len) == 3 &&
