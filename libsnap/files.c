@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -376,6 +377,37 @@ static const struct file_ops *classify(struct snap_ctx *ctx, struct dump_file *f
 	return NULL;
 }
 
+/*
+ * Makes room for @more descriptors of ours above those already open: the
+ * dump holds a copy of every file of the process, restore places fds up to
+ * the highest number the image has. Raises the soft limit up to the hard one
+ * when needed (rlimits are not restored yet, so the restored process keeps it).
+ */
+static int ensure_nofile(struct snap_ctx *ctx, uint64_t more, const char *why)
+{
+	struct rlimit rl;
+	uint64_t open_now = 0;
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return snap_fail(ctx, -errno, "getrlimit(RLIMIT_NOFILE): %m");
+	while (d && (de = readdir(d)))
+		open_now += isdigit((unsigned char)de->d_name[0]) != 0;
+	if (d)
+		closedir(d);
+	if (open_now + more + 64 <= rl.rlim_cur)
+		return 0;
+	if (rl.rlim_max != RLIM_INFINITY && open_now + more + 64 > rl.rlim_max)
+		return snap_fail(ctx, -EMFILE, "%s needs %llu descriptors, more than RLIMIT_NOFILE allows (%llu)", why,
+				 (unsigned long long)(open_now + more + 64), (unsigned long long)rl.rlim_max);
+	rl.rlim_cur = open_now + more + 64;
+	if (setrlimit(RLIMIT_NOFILE, &rl))
+		return snap_fail(ctx, -errno, "%s: cannot raise RLIMIT_NOFILE to %llu: %m", why,
+				 (unsigned long long)rl.rlim_cur);
+	return 0;
+}
+
 static int read_fdinfo(struct snap_ctx *ctx, pid_t pid, int fd, char **ret_text, struct proc_fdinfo *ret_info)
 {
 	char name[32];
@@ -506,6 +538,12 @@ int files_collect(struct snap_ctx *ctx, struct dump_task *t)
 	if (pidfd < 0)
 		return snap_fail(ctx, -errno, "pid %d: pidfd_open: %m", t->pid);
 	r = proc_list_ids(ctx, t->pid, "fd", &ids, &nr);
+	if (!r) {
+		char why[48];
+
+		snprintf(why, sizeof(why), "pid %d: copying its %zu fds", t->pid, nr);
+		r = ensure_nofile(ctx, nr, why);
+	}
 	if (r)
 		goto out;
 	t->fds = calloc(nr ? nr : 1, sizeof(*t->fds));
@@ -981,6 +1019,13 @@ int files_set_fl(struct snap_ctx *ctx, int fd, uint32_t flags, const char *what)
 	return 0;
 }
 
+int files_restore_prepare(struct snap_ctx *ctx, const struct files_image *fi)
+{
+	/* The image's fds, then our copy of every file above them until each is placed. */
+	return ensure_nofile(ctx, (uint64_t)files_max_fd(fi) + 16 + fi->nr_files + fi->nr_contents + 2 * fi->nr_pipes,
+			     "restoring the fds");
+}
+
 static int cmp_int(const void *a, const void *b)
 {
 	return *(const int *)a - *(const int *)b;
@@ -1010,7 +1055,7 @@ int files_restore(struct snap_ctx *ctx, const struct files_image *fi, const int 
 		if (keep[i] >= rs.base)
 			rs.base = keep[i] + 1;
 	/* Relative socket names were bound there. */
-	if (chdir(fi->fs->cwd))
+	if (!r && chdir(fi->fs->cwd))
 		r = snap_fail(ctx, -errno, "cannot enter working directory %s: %m", fi->fs->cwd);
 	for (size_t s = 0; !r && s < sizeof(steps) / sizeof(steps[0]); s++)
 		r = steps[s](ctx, &rs);

@@ -133,6 +133,8 @@ void files_image_free(struct files_image *fi);
 int files_image_validate(struct snap_ctx *ctx, const struct files_image *fi);
 /* Highest fd number the restore uses in the new process, or -1. */
 int files_max_fd(const struct files_image *fi);
+/* In the new process, before our own fds move above files_max_fd(): makes sure that many fds fit. */
+int files_restore_prepare(struct snap_ctx *ctx, const struct files_image *fi);
 /*
  * In the new process: opens every fd at its number with its flags and
  * offset. Our own fds must already sit above files_max_fd(); fds in

@@ -567,6 +567,9 @@ __attribute__((noreturn)) static void restore_child(struct snap_ctx *ctx, struct
 		r = snap_fail(ctx, -errno, "cannot open executable %s: %m", mi->mm->exe);
 		child_fail(ctx, status_fd, r);
 	}
+	r = files_restore_prepare(ctx, &rt->files);
+	if (r)
+		child_fail(ctx, status_fd, r);
 	high = files_max_fd(&rt->files) + 1;
 	if (high < 3)
 		high = 3;
