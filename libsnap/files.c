@@ -76,17 +76,27 @@ static int kcmp(pid_t pid1, pid_t pid2, int type, unsigned long idx1, unsigned l
 	return (int)syscall(SYS_kcmp, pid1, pid2, type, idx1, idx2);
 }
 
-struct dump_file *files_dump_find_same(struct files_dump *d, pid_t pid, int fd, const struct stat *st)
+int files_dump_find_same(struct snap_ctx *ctx, struct files_dump *d, pid_t pid, int fd, const struct stat *st,
+			 struct dump_file **ret)
 {
+	*ret = NULL;
 	for (size_t i = 0; i < d->nr_files; i++) {
 		struct dump_file *f = d->files[i];
+		int r;
 
 		if (f->st.st_dev != st->st_dev || f->st.st_ino != st->st_ino)
 			continue;
-		if (kcmp(pid, f->pid, KCMP_FILE, (unsigned long)fd, (unsigned long)f->fd) == 0)
-			return f;
+		r = kcmp(pid, f->pid, KCMP_FILE, (unsigned long)fd, (unsigned long)f->fd);
+		/* Without kcmp two fds of one file cannot be told shared or not: better no dump than a wrong one. */
+		if (r < 0)
+			return snap_fail(ctx, -errno, "pid %d: fds %d and %d: kcmp cannot tell whether they share a file: %m",
+					 pid, fd, f->fd);
+		if (r == 0) {
+			*ret = f;
+			return 0;
+		}
 	}
-	return NULL;
+	return 0;
 }
 
 struct dump_file *files_dump_by_fd(struct files_dump *d, int fd)
@@ -476,7 +486,9 @@ static int collect_one(struct snap_ctx *ctx, struct files_dump *d, struct dump_t
 		r = snap_fail(ctx, -errno, "pid %d: fd %d (%s): cannot stat: %m", t->pid, fd, f->link);
 		goto fail;
 	}
-	same = files_dump_find_same(d, t->pid, fd, &f->st);
+	r = files_dump_find_same(ctx, d, t->pid, fd, &f->st, &same);
+	if (r)
+		goto fail;
 	if (same) {
 		out->file_id = same->id;
 		dump_file_free(f);

@@ -78,8 +78,9 @@ struct file_ops {
 	int (*dump)(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f);
 };
 
-/* The first file of the dump that is the same open file description as @fd of @pid, or NULL. */
-struct dump_file *files_dump_find_same(struct files_dump *d, pid_t pid, int fd, const struct stat *st);
+/* *ret = the first file of the dump that is the same open file description as @fd of @pid, or NULL. */
+int files_dump_find_same(struct snap_ctx *ctx, struct files_dump *d, pid_t pid, int fd, const struct stat *st,
+			 struct dump_file **ret);
 /* The file that fd @fd of the process being collected refers to, or NULL. */
 struct dump_file *files_dump_by_fd(struct files_dump *d, int fd);
 /* The file of the dump whose socket inode is @ino, or NULL. */
