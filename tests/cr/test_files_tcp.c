@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "crtest.h"
@@ -188,4 +189,55 @@ Test(files_tcp, close_outside_nocr)
 Test(files_tcp, close_outside_cr)
 {
 	run_reconnect(true);
+}
+
+/* The same through snapcr: --tcp-established reaches the library, and without it the dump is refused. */
+Test(files_tcp, established_outside_snapcr)
+{
+	struct h_wl w = { 0 };
+	char work[PATH_MAX], imgdir[PATH_MAX + 8], pid[16], pidfile[PATH_MAX + 16], out[PATH_MAX + 16],
+		errf[PATH_MAX + 16], ping[4], *err, *txt;
+	const char *dump_plain[] = { h_snapcr_path(), "dump", "-t", pid, "-D", imgdir, NULL };
+	const char *dump[] = { h_snapcr_path(), "dump", "-t", pid, "-D", imgdir, "--tcp-established", NULL };
+	const char *restore[] = { h_snapcr_path(), "restore", "-D", imgdir, "-d", "--pidfile", pidfile, NULL };
+	int port, lsn = listen_loopback(&port), conn, status;
+
+	conn = start_client(&w, "client", lsn, port);
+	H_OK(h_tmpdir(work, "cli"));
+	snprintf(imgdir, sizeof(imgdir), "%s/img", work);
+	snprintf(pidfile, sizeof(pidfile), "%s/pid", work);
+	snprintf(out, sizeof(out), "%s/out", work);
+	snprintf(errf, sizeof(errf), "%s/err", work);
+	snprintf(pid, sizeof(pid), "%d", (int)w.pid);
+
+	H_OK(h_run_cmd(dump_plain, out, errf, 60000, &status));
+	err = h_read_file(errf, NULL);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0, "snapcr dump without --tcp-established succeeded");
+	cr_assert(err && strstr(err, "--tcp-established"), "snapcr does not say what to do:\n%s", err ? err : "");
+	free(err);
+	expect_untouched(conn);
+
+	H_OK(h_run_cmd(dump, out, errf, 60000, &status));
+	err = h_read_file(errf, NULL);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "snapcr dump --tcp-established failed:\n%s",
+		  err ? err : "");
+	free(err);
+	H_OK(h_wait_pid(w.pid, 10000, NULL));
+	expect_untouched(conn);
+	H_OK(h_run_cmd(restore, out, errf, 60000, &status));
+	err = h_read_file(errf, NULL);
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "snapcr restore failed:\n%s", err ? err : "");
+	free(err);
+	txt = h_read_file(pidfile, NULL);
+	cr_assert(txt && atoi(txt) == w.orig_pid, "restored pid %s, expected %d", txt ? txt : "?", (int)w.orig_pid);
+	free(txt);
+	w.pid = w.orig_pid;
+
+	H_OK(h_go(&w));
+	recv_exactly(conn, ping, 4, "ping");
+	cr_assert(!memcmp(ping, "ping", 4), "the restored client sent \"%.4s\"", ping);
+	cr_assert(send(conn, "pong", 4, 0) == 4, "send pong: %m");
+	H_OK(h_expect_exit_ok(&w));
+	close(conn);
+	close(lsn);
 }
