@@ -575,9 +575,13 @@ static int add_unlink(struct snap_ctx *ctx, struct unix_rs *us, const UnixSkEntr
 	return 0;
 }
 
+/*
+ * Every socket is made non-blocking, so that no connect or send can hang
+ * the restore; each gets its own flags back at the end.
+ */
 static int new_sk(struct snap_ctx *ctx, struct unix_rs *us, const FileEntry *fe, const char *what)
 {
-	int fd = socket(AF_UNIX, (int)fe->unix_sk->type | SOCK_CLOEXEC, 0), r;
+	int fd = socket(AF_UNIX, (int)fe->unix_sk->type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), r;
 
 	if (fd < 0)
 		return snap_fail(ctx, -errno, "%s: cannot create it: %m", what);
@@ -657,7 +661,7 @@ static int make_pair(struct snap_ctx *ctx, struct unix_rs *us, const FileEntry *
 	if (!(ua->has_accepted && ua->accepted)) {
 		int sv[2];
 
-		if (socketpair(AF_UNIX, (int)ua->type | SOCK_CLOEXEC, 0, sv))
+		if (socketpair(AF_UNIX, (int)ua->type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv))
 			return snap_fail(ctx, -errno, "%s: socketpair: %m", what);
 		fa = files_keep(ctx, us->rs, sv[0], what);
 		fb = files_keep(ctx, us->rs, sv[1], what);
@@ -676,7 +680,7 @@ static int make_pair(struct snap_ctx *ctx, struct unix_rs *us, const FileEntry *
 		if (l) {
 			lfd = us->rs->fds[lid - 1];
 		} else {
-			lfd = socket(AF_UNIX, (int)ua->type | SOCK_CLOEXEC, 0);
+			lfd = socket(AF_UNIX, (int)ua->type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 			if (lfd < 0)
 				return snap_fail(ctx, -errno, "%s: cannot create a socket: %m", what);
 			r = add_temp(ctx, us, lfd);
@@ -697,14 +701,14 @@ static int make_pair(struct snap_ctx *ctx, struct unix_rs *us, const FileEntry *
 			if (named(b->unix_sk) && (r = bind_name(ctx, us, fb, b->unix_sk, bwhat)))
 				return r;
 		} else {
-			fb = socket(AF_UNIX, (int)ua->type | SOCK_CLOEXEC, 0);
+			fb = socket(AF_UNIX, (int)ua->type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 			if (fb < 0)
 				return snap_fail(ctx, -errno, "%s: cannot create a socket: %m", what);
 		}
 		r = connect_name(ctx, fb, ua, what);
 		if (r)
 			return r;
-		c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (c < 0)
 			return snap_fail(ctx, -errno, "%s: cannot accept it: %m", what);
 		fa = files_keep(ctx, us->rs, c, what);
@@ -761,7 +765,7 @@ static int dgram_sender(struct snap_ctx *ctx, struct unix_rs *us, const UnixSkEn
 		*ret_fd = us->rs->fds[pid - 1];
 		return 0;
 	}
-	*ret_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	*ret_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (*ret_fd < 0)
 		return snap_fail(ctx, -errno, "cannot create a socket: %m");
 	return add_temp(ctx, us, *ret_fd);
@@ -885,7 +889,7 @@ int unix_restore(struct snap_ctx *ctx, struct files_restore *rs)
 				char what[200];
 
 				describe(fe, what, sizeof(what));
-				if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, sv)) {
+				if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv)) {
 					r = snap_fail(ctx, -errno, "%s: socketpair: %m", what);
 					break;
 				}
