@@ -96,8 +96,14 @@ static void setup_listen(void)
 {
 	struct sockaddr_in6 sa6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
 	struct sockaddr_in sa = loopback(0);
+	char path[PATH_MAX];
+	FILE *f;
 
 	make_listener();
+	/* For the test, which checks the backlog from outside (sock_diag). */
+	wl_path(path, "lsn-port");
+	f = fopen(path, "w");
+	must(f && fprintf(f, "%d\n", ntohs(lsn_addr.sin_port)) > 0 && fclose(f) == 0, "lsn-port");
 	lsn6 = socket(AF_INET6, SOCK_STREAM, 0);
 	must(lsn6 >= 0 && setopt(lsn6, IPPROTO_IPV6, IPV6_V6ONLY, 1) == 0 &&
 		     setopt(lsn6, SOL_SOCKET, SO_REUSEPORT, 1) == 0,
