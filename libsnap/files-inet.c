@@ -22,6 +22,8 @@
 
 /* Queued bytes of one connection must fit in its image record. */
 #define QUEUE_MAX (IMG_MAX_RECORD - (64u << 10))
+/* The largest MSS setsockopt(TCP_MAXSEG) takes (the kernel's MAX_TCP_WINDOW). */
+#define MAX_USER_MSS 32767u
 /* How long restore waits for the peer to take the data the process had not sent yet. */
 #define UNSENT_WAIT_MS 5000
 
@@ -550,10 +552,21 @@ static int repair_build(struct snap_ctx *ctx, int fd, const InetSkEntry *ie, con
 	r = bind_src(ctx, fd, ie, what);
 	if (r)
 		return r;
+	/*
+	 * connect() sizes segments from the MSS clamp it has then (536 on a new
+	 * socket), and the repair options set later do not size them again:
+	 * give connect the clamp through TCP_MAXSEG (which takes at most 32767,
+	 * so a loopback connection starts below its old size until the path MTU
+	 * is next looked at), and take that user setting away afterwards.
+	 */
+	if (set_int(fd, IPPROTO_TCP, TCP_MAXSEG, (int)(re->mss < MAX_USER_MSS ? re->mss : MAX_USER_MSS)))
+		return snap_fail(ctx, -errno, "%s: cannot set its MSS to %u: %m", what, re->mss);
 	/* In repair mode connect sends nothing: the socket simply is connected. */
 	if (connect(fd, (struct sockaddr *)&ss,
 		    make_sa(&ss, (int)ie->family, ie->dst_addr.data, ie->dst_addr.len, ie->dst_port)))
 		return snap_fail(ctx, -errno, "%s: cannot reconnect it in repair mode: %m", what);
+	if (set_int(fd, IPPROTO_TCP, TCP_MAXSEG, 0))
+		return snap_fail(ctx, -errno, "%s: cannot clear its MSS setting: %m", what);
 	opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_MAXSEG, re->mss };
 	if (re->snd_wscale || re->rcv_wscale)
 		opts[nopts++] = (struct tcp_repair_opt){ TCPOPT_WINDOW, re->snd_wscale | (re->rcv_wscale << 16) };

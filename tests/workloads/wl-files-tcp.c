@@ -40,6 +40,9 @@ static struct sockaddr_in lsn_addr, udp_addr, udp_cli_addr, udp_other_addr, cli_
 static struct sockaddr_in6 lsn6_addr;
 static size_t filled;
 static uint8_t *big;
+/* What TCP negotiated for the client's connection: options, window scales, MSS. */
+static struct tcp_info cli_info;
+static int cli_mss;
 
 static void must(bool ok, const char *what)
 {
@@ -148,6 +151,12 @@ static void setup_established(void)
 	must(errno == EAGAIN && filled > 0, "filling the connection");
 	wl_fill(big, BACK, 92);
 	must(send(acc, big, BACK, 0) == BACK, "send back");
+	{
+		socklen_t len = sizeof(cli_info);
+
+		must(getsockopt(cli, IPPROTO_TCP, TCP_INFO, &cli_info, &len) == 0, "TCP_INFO");
+		cli_mss = getopt_int(cli, IPPROTO_TCP, TCP_MAXSEG);
+	}
 }
 
 static void setup_client(void)
@@ -273,6 +282,24 @@ static void check_established(void)
 	char buf[8];
 
 	check_names();
+	{
+		struct tcp_info ti;
+		socklen_t len = sizeof(ti);
+
+		wl_expect(getsockopt(cli, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_ESTABLISHED,
+			  "client: not established");
+		wl_expect(ti.tcpi_options == cli_info.tcpi_options, "client: TCP options 0x%x, were 0x%x", ti.tcpi_options,
+			  cli_info.tcpi_options);
+		wl_expect(ti.tcpi_snd_wscale == cli_info.tcpi_snd_wscale && ti.tcpi_rcv_wscale == cli_info.tcpi_rcv_wscale,
+			  "client: window scales %u/%u, were %u/%u", ti.tcpi_snd_wscale, ti.tcpi_rcv_wscale,
+			  cli_info.tcpi_snd_wscale, cli_info.tcpi_rcv_wscale);
+		/*
+		 * The segment size comes back at most 32767 (what TCP_MAXSEG takes)
+		 * until the path MTU is next looked at: above, loopback's, it may be less.
+		 */
+		wl_expect(getopt_int(cli, IPPROTO_TCP, TCP_MAXSEG) >= (cli_mss < 32000 ? cli_mss : 32000) - 64,
+			  "client: MSS %d, was %d", getopt_int(cli, IPPROTO_TCP, TCP_MAXSEG), cli_mss);
+	}
 	wl_expect(getopt_int(cli, IPPROTO_TCP, TCP_NODELAY) == 1, "client: TCP_NODELAY lost");
 	wl_expect(fcntl(cli, F_GETFL) & O_NONBLOCK, "client: O_NONBLOCK lost");
 	/* Everything the client wrote, from the receive queue and then its own send queue. */
