@@ -125,6 +125,11 @@ Test(files, reg_cr)
 	run_cr("wl-files-reg", NULL, 0, false);
 }
 
+Test(files, reg_leave_running)
+{
+	run_leave_running("wl-files-reg", NULL, 0);
+}
+
 Test(files, pipe_nocr)
 {
 	H_OK(h_run_nocr("wl-files-pipe", NULL, 0));
@@ -163,6 +168,11 @@ Test(files, event_nocr)
 Test(files, event_cr)
 {
 	run_cr("wl-files-event", NULL, 0, false);
+}
+
+Test(files, event_leave_running)
+{
+	run_leave_running("wl-files-event", NULL, 0);
 }
 
 Test(files, tcp_listen_nocr)
