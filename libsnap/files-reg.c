@@ -22,7 +22,8 @@
 #define MEMFD_PREFIX "/memfd:"
 /* memfd_create(2) takes names of up to 249 bytes. */
 #define MEMFD_NAME_MAX 249
-#define OPEN_ONLY_FLAGS (O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)
+/* Flags that described how a file was created, not how it is open (an O_TMPFILE file keeps __O_TMPFILE). */
+#define OPEN_ONLY_FLAGS (O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | __O_TMPFILE)
 
 static bool has_deleted_suffix(const char *link)
 {
@@ -383,12 +384,17 @@ int reg_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		const RegFileEntry *reg = fe->reg;
 		const FileContentEntry *ce;
 		char what[PATH_MAX + 32];
+		uint32_t flags;
 		int fd;
 
 		if (fe->body_case != FILE_ENTRY__BODY_REG || fe->kind == FILE_KIND__FILE_FIFO)
 			continue;
 		snprintf(what, sizeof(what), "file %u (%s)", fe->id, reg->path);
 		ce = content_of(fi, reg);
+		/* O_TMPFILE is __O_TMPFILE | O_DIRECTORY, and such a file keeps both in its flags. */
+		flags = fe->flags;
+		if (fe->kind == FILE_KIND__FILE_REG || fe->kind == FILE_KIND__FILE_MEMFD)
+			flags &= ~(uint32_t)(__O_TMPFILE | O_DIRECTORY);
 		if (ce) {
 			if (holder[ce->id - 1] < 0) {
 				holder[ce->id - 1] = make_content(ctx, rs, ce);
@@ -398,9 +404,9 @@ int reg_restore(struct snap_ctx *ctx, struct files_restore *rs)
 				}
 			}
 			/* Each description of the inode is opened anew: its own flags and offset. */
-			fd = files_reopen(ctx, rs, holder[ce->id - 1], fe->flags, what);
+			fd = files_reopen(ctx, rs, holder[ce->id - 1], flags, what);
 		} else {
-			fd = open(reg->path, (int)(fe->flags & ~(uint32_t)(OPEN_ONLY_FLAGS | O_CLOEXEC)) | O_CLOEXEC);
+			fd = open(reg->path, (int)(flags & ~(uint32_t)(OPEN_ONLY_FLAGS | O_CLOEXEC)) | O_CLOEXEC);
 			if (fd < 0)
 				fd = snap_fail(ctx, -errno, "%s: cannot open it again: %m", what);
 			else

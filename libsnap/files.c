@@ -24,8 +24,8 @@
 #include "proc-fdinfo.h"
 #include "sockdiag.h"
 
-/* Flags that described how a file was created, not how it is open. */
-#define OPEN_ONLY_FLAGS (O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)
+/* Flags that described how a file was created, not how it is open (an O_TMPFILE file keeps __O_TMPFILE). */
+#define OPEN_ONLY_FLAGS (O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY | __O_TMPFILE)
 /* What fcntl(F_SETFL) can change once a file is open. */
 #define SETFL_FLAGS (O_APPEND | O_ASYNC | O_DIRECT | O_NOATIME | O_NONBLOCK)
 

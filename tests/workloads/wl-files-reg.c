@@ -36,6 +36,7 @@ enum {
 	FD_URANDOM = 72,
 	FD_MEMFD = 80,	 /* sealed memfd */
 	FD_MEMFD2 = 81,	 /* memfd without sealing, large and sparse */
+	FD_TMPFILE = 90, /* O_TMPFILE in CTLDIR: never had a name */
 };
 
 #define DATA_SIZE 10000
@@ -149,6 +150,11 @@ static void setup(void)
 	if (write(FD_MEMFD, buf, MEMFD_SIZE) != MEMFD_SIZE || lseek(FD_MEMFD, 99, SEEK_SET) != 99 ||
 	    fcntl(FD_MEMFD, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW))
 		wl_die("memfd: %m");
+	wl_path(path, "");
+	place(open(path, O_TMPFILE | O_RDWR, 0600), FD_TMPFILE);
+	wl_fill(buf, 5000, 9);
+	if (write(FD_TMPFILE, buf, 5000) != 5000 || lseek(FD_TMPFILE, 123, SEEK_SET) != 123)
+		wl_die("O_TMPFILE: %m");
 	place(memfd_create("second", 0), FD_MEMFD2);
 	wl_fill(buf, 4096, 8);
 	if (ftruncate(FD_MEMFD2, MEMFD2_SIZE) || pwrite(FD_MEMFD2, buf, 4096, MEMFD2_SIZE - 4096) != 4096 ||
@@ -263,6 +269,21 @@ static void check(void)
 	expect_flags(FD_URANDOM, O_RDONLY | O_NONBLOCK, O_ACCMODE | O_NONBLOCK);
 	wl_expect(read(FD_URANDOM, small, sizeof(small)) == sizeof(small), "/dev/urandom: read: %m");
 
+	{
+		char link[PATH_MAX] = "", proc[64];
+		ssize_t n;
+
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", FD_TMPFILE);
+		n = readlink(proc, link, sizeof(link) - 1);
+		link[n > 0 ? n : 0] = '\0';
+		wl_path(path, "#");
+		wl_expect(!strncmp(link, path, strlen(path)) && strstr(link, " (deleted)"),
+			  "O_TMPFILE: points to \"%s\"", link);
+		expect_pos(FD_TMPFILE, 123);
+		expect_flags(FD_TMPFILE, O_RDWR, O_ACCMODE);
+		wl_expect(pread(FD_TMPFILE, buf, 5001, 0) == 5000, "O_TMPFILE: size changed");
+		wl_expect_data("O_TMPFILE", buf, 5000, 9);
+	}
 	expect_link(FD_MEMFD, "/memfd:wl-memfd (deleted)");
 	expect_pos(FD_MEMFD, 99);
 	seals = fcntl(FD_MEMFD, F_GET_SEALS);
