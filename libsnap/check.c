@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <linux/kcmp.h>
 #include <linux/prctl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,6 +12,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -17,7 +22,9 @@
 
 #include "arch.h"
 #include "compat.h"
+#include "proc-fdinfo.h"
 #include "ptrace.h"
+#include "sockdiag.h"
 
 static int probe_clone3(void)
 {
@@ -124,6 +131,72 @@ static int probe_children(void)
 	return access(path, R_OK) == 0;
 }
 
+static int probe_sock_diag(struct snap_ctx *ctx, int family)
+{
+	struct unix_diag_table ut = { 0 };
+	struct inet_diag_table it = { 0 };
+	int ok;
+
+	if (family == AF_UNIX) {
+		ok = !sockdiag_unix_load(ctx, &ut);
+		unix_diag_table_free(&ut);
+	} else {
+		ok = !sockdiag_inet_load(ctx, AF_INET, IPPROTO_TCP, &it);
+		inet_diag_table_free(&it);
+		ok = ok && !sockdiag_inet_load(ctx, AF_INET, IPPROTO_UDP, &it);
+		inet_diag_table_free(&it);
+	}
+	snap_clear_error(ctx);
+	return ok;
+}
+
+static int probe_tcp_repair(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), on = 1, ok;
+
+	if (fd < 0)
+		return 0;
+	ok = !setsockopt(fd, IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on));
+	close(fd);
+	return ok;
+}
+
+static int probe_timerfd_ticks(void)
+{
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC), ok;
+	uint64_t ticks = 1;
+
+	if (fd < 0)
+		return 0;
+	ok = !ioctl(fd, _IOW('T', 0, uint64_t), &ticks); /* TFD_IOC_SET_TICKS */
+	close(fd);
+	return ok;
+}
+
+static int probe_eventfd_fdinfo(void)
+{
+	int fd = eventfd(3, EFD_CLOEXEC | EFD_SEMAPHORE), ok = 0;
+	struct fdinfo_eventfd ev;
+	char path[64], buf[1024];
+	int f;
+	ssize_t n;
+
+	if (fd < 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = open(path, O_RDONLY | O_CLOEXEC);
+	if (f >= 0) {
+		n = read(f, buf, sizeof(buf) - 1);
+		if (n > 0) {
+			buf[n] = '\0';
+			ok = !fdinfo_parse_eventfd(buf, &ev, NULL) && ev.count == 3 && ev.semaphore;
+		}
+		close(f);
+	}
+	close(fd);
+	return ok;
+}
+
 /* Seizes a child of ours and asks for everything dump reads through ptrace. */
 static int probe_ptrace(struct snap_ctx *ctx)
 {
@@ -170,7 +243,17 @@ int snap_check(snap_ctx *ctx, void (*fn)(void *opaque, const struct snap_feature
 		{ "pagemap_scan", "PAGEMAP_SCAN ioctl (Linux 6.7), for faster dirty-page scans", 0,
 		  probe_pagemap_scan() },
 		{ "userfaultfd", "userfaultfd(), for lazy restore", 0, probe_userfaultfd() },
-		{ "kcmp", "kcmp(), to find shared files and memory", 0, probe_kcmp() },
+		{ "kcmp", "kcmp(), to find shared files and memory (dumps with fds need it)", 0, probe_kcmp() },
+		{ "sock_diag_unix", "sock_diag for unix sockets (unix_diag), for unix sockets", 0,
+		  probe_sock_diag(ctx, AF_UNIX) },
+		{ "sock_diag_inet", "sock_diag for TCP and UDP (inet_diag, udp_diag), for inet sockets", 0,
+		  probe_sock_diag(ctx, AF_INET) },
+		{ "tcp_repair", "TCP_REPAIR (CAP_NET_ADMIN), for --tcp-established and --tcp-close", 0,
+		  probe_tcp_repair() },
+		{ "timerfd_ticks", "TFD_IOC_SET_TICKS, for timerfd expirations not read yet", 0,
+		  probe_timerfd_ticks() },
+		{ "eventfd_fdinfo", "an eventfd's counter and semaphore mode in fdinfo, for eventfds", 0,
+		  probe_eventfd_fdinfo() },
 		{ "timer_restore_ids", "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15), to restore POSIX timers with any ids", 0,
 		  probe_timer_restore_ids() },
 	};

@@ -65,6 +65,13 @@ struct pm_scan_arg {
 #define UFFD_FEATURE_WP_ASYNC (1 << 15)
 #endif
 
-
+/* Linux 6.3: memfd execute permission control. */
+#ifndef MFD_NOEXEC_SEAL
+#define MFD_NOEXEC_SEAL 0x0008U
+#define MFD_EXEC 0x0010U
+#endif
+#ifndef F_SEAL_EXEC
+#define F_SEAL_EXEC 0x0020
+#endif
 
 #endif

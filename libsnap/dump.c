@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -29,11 +30,14 @@ void dump_task_free(struct dump_task *t)
 	free(t->cwd);
 	free(t->root);
 	free(t->auxv);
-	for (size_t i = 0; i < t->nr_fds; i++)
-		free(t->fds[i].path);
 	free(t->fds);
+	files_dump_free(t->files);
 	attrs_free(t);
 }
+
+#define for_each_live_task(tree, t) \
+	for (struct dump_task *t = (tree)->tasks; t < (tree)->tasks + (tree)->nr; t++) \
+		if (!t->zombie)
 
 /* What ptrace and /proc tell of one frozen thread. */
 static int collect_thread(struct snap_ctx *ctx, struct dump_task *t, struct dump_thread *th)
@@ -239,6 +243,37 @@ static int finish_inventory(struct snap_ctx *ctx, pid_t root, struct img_dir *di
 	return img_dir_finish(ctx, dir, &inv);
 }
 
+/*
+ * Each process opens its files again by itself at restore, so an open
+ * file description shared between processes comes back as one per
+ * process: equivalent only for what has no state of its own to share (a
+ * character device, a directory, a file written at its end). Anything
+ * else shared that way (a pipe, a socket, an offset) is refused for now.
+ */
+static int check_shared_files(struct snap_ctx *ctx, struct dump_tree *tree)
+{
+	struct files_dump *d = tree->nr ? tree->tasks[0].files : NULL;
+
+	for_each_live_task(tree, t) {
+		for (size_t i = 0; d && i < t->nr_fds; i++) {
+			const struct dump_file *f = NULL;
+
+			for (size_t k = 0; k < d->nr_files && !f; k++)
+				if (d->files[k]->id == t->fds[i].file_id)
+					f = d->files[k];
+			if (!f || f->pid == t->pid)
+				continue;
+			if (S_ISCHR(f->st.st_mode) || S_ISDIR(f->st.st_mode) ||
+			    (S_ISREG(f->st.st_mode) && (f->flags & O_APPEND)))
+				continue;
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "pid %d: fd %d shares its open file (%s) with pid %d; sharing that between processes is not supported yet",
+					 t->pid, t->fds[i].fd, f->link ? f->link : "?", f->pid);
+		}
+	}
+	return 0;
+}
+
 /* What the parasite tells of one task: signal actions, process-wide state, and every thread's own. */
 static int drain_task(struct snap_ctx *ctx, struct dump_task *t)
 {
@@ -281,9 +316,6 @@ static int write_task(struct snap_ctx *ctx, struct dump_tree *tree, struct dump_
 	return r;
 }
 
-#define for_each_live_task(tree, t) \
-	for (struct dump_task *t = (tree)->tasks; t < (tree)->tasks + (tree)->nr; t++) \
-		if (!t->zombie)
 
 int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 {
@@ -311,8 +343,23 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 		goto out;
 
 	t0 = stage_begin();
+	/* One set of open files for the whole tree: fds of several processes may share them. */
+	if (tree.nr) {
+		struct files_dump *files = calloc(1, sizeof(*files));
+
+		if (!files)
+			r = snap_fail(ctx, -ENOMEM, "out of memory");
+		else
+			files->flags = opts->flags;
+		for_each_live_task(&tree, t) {
+			t->files = files;
+			t->flags = opts->flags;
+		}
+	}
 	for_each_live_task(&tree, t) if (!r)
 		r = collect(ctx, t);
+	if (!r)
+		r = check_shared_files(ctx, &tree);
 	stage_end(ctx, SNAP_STAGE_COLLECT, t0);
 	if (r)
 		goto out;
@@ -341,7 +388,10 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 		r = write_task(ctx, &tree, t, dir, shmem);
 	if (!r) {
 		t0 = stage_begin();
-		r = write_pstree(ctx, &tree, dir);
+		/* The open files of the whole tree, which the processes' fd tables refer to. */
+		r = files_dump_shared(ctx, &tree.tasks[0], dir);
+		if (!r)
+			r = write_pstree(ctx, &tree, dir);
 		stage_end(ctx, SNAP_STAGE_WRITE, t0);
 	}
 	if (r)
@@ -367,11 +417,16 @@ out:
 		if (!r)
 			r = cr;
 	}
+	if (tree.nr && tree.tasks[0].files)
+		files_dump_finish(ctx, &tree.tasks[0], !r && !leave_running);
 	for_each_live_task(&tree, t)
 		seize_release(ctx, t, !r && !leave_running);
 	stage_end(ctx, SNAP_STAGE_CURE, t0);
 	if (dir)
 		img_dir_abort(dir);
+	/* The tree's files belong to the root's entry only. */
+	for (size_t i = 1; i < tree.nr; i++)
+		tree.tasks[i].files = NULL;
 	dump_tree_free(&tree);
 	free(shmem);
 	if (!r && opts->stats_file)

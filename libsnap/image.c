@@ -51,6 +51,11 @@ static const struct kind_row kinds[] = {
 			       "pagemap-", true },
 	[IMG_KIND_FILES] = { { "files", true, &fs_entry__descriptor, &fd_entry__descriptor }, "files-", true },
 	[IMG_KIND_PAGES] = { { "pages", false, NULL, NULL }, "pages-", true },
+	[IMG_KIND_OPEN_FILES] = { { "open-files", true, NULL, &file_entry__descriptor }, "open-files.img", false },
+	[IMG_KIND_PIPES] = { { "pipes", true, NULL, &pipe_entry__descriptor }, "pipes.img", false },
+	[IMG_KIND_FILE_CONTENTS] = { { "file-contents", true, NULL, &file_content_entry__descriptor },
+				     "file-contents.img", false },
+	[IMG_KIND_FILE_DATA] = { { "file-data", false, NULL, NULL }, "file-data.img", false },
 };
 
 static const struct kind_row *kind_row(unsigned kind)
@@ -452,7 +457,7 @@ int img_writer_open(struct snap_ctx *ctx, struct img_dir *dir, enum img_kind kin
 
 	if (!info || !info->framed || kind == IMG_KIND_INVENTORY)
 		return snap_fail(ctx, -EINVAL, "image kind %u: not one that img_writer_open writes", (unsigned)kind);
-	if (kind != IMG_KIND_PSTREE && pid <= 0)
+	if (kind_row(kind)->per_pid && pid <= 0)
 		return snap_fail(ctx, -EINVAL, "%s image: bad pid %d", info->name, pid);
 	return writer_open(ctx, dir, kind, pid, true, ret);
 }
@@ -533,18 +538,26 @@ int img_writer_close(struct snap_ctx *ctx, struct img_writer *w)
 
 struct img_pages_writer {
 	struct out_file out;
-	size_t page_size;
+	size_t page_size; /* 1 for kinds whose writes may have any length */
 };
 
 int img_pages_open(struct snap_ctx *ctx, struct img_dir *dir, int pid, struct img_pages_writer **ret)
 {
+	return img_raw_open(ctx, dir, IMG_KIND_PAGES, pid, ret);
+}
+
+int img_raw_open(struct snap_ctx *ctx, struct img_dir *dir, enum img_kind kind, int pid, struct img_pages_writer **ret)
+{
+	const struct kind_row *k = kind_row(kind);
 	char name[IMG_NAME_MAX];
 	struct img_pages_writer *w;
 	int r;
 
-	img_name(name, IMG_KIND_PAGES, pid);
-	if (pid <= 0)
-		return snap_fail(ctx, -EINVAL, "pages image: bad pid %d", pid);
+	if (!k || k->info.framed)
+		return snap_fail(ctx, -EINVAL, "image kind %u: not a raw image", (unsigned)kind);
+	img_name(name, kind, pid);
+	if (k->per_pid && pid <= 0)
+		return snap_fail(ctx, -EINVAL, "%s image: bad pid %d", k->info.name, pid);
 	w = calloc(1, sizeof(*w));
 	if (!w)
 		return snap_fail(ctx, -ENOMEM, "image %s: out of memory", name);
@@ -553,7 +566,7 @@ int img_pages_open(struct snap_ctx *ctx, struct img_dir *dir, int pid, struct im
 		free(w);
 		return r;
 	}
-	w->page_size = dir->page_size;
+	w->page_size = kind == IMG_KIND_PAGES ? dir->page_size : 1;
 	*ret = w;
 	return 0;
 }
@@ -1171,7 +1184,8 @@ int img_reader_open(struct snap_ctx *ctx, struct img_set *set, enum img_kind kin
 			   ret);
 }
 
-int img_set_open_pages(struct snap_ctx *ctx, struct img_set *set, const char *name, uint64_t *ret_size)
+/* Opens raw file @name of @set, which must be listed and of @kind. */
+static int open_raw(struct snap_ctx *ctx, struct img_set *set, const char *name, enum img_kind kind, uint64_t *ret_size)
 {
 	const FileDigest *f = set_find(set, name);
 	uint64_t size;
@@ -1179,8 +1193,8 @@ int img_set_open_pages(struct snap_ctx *ctx, struct img_set *set, const char *na
 
 	if (!f)
 		return snap_fail(ctx, -ENOENT, "image %.*s: not listed in %s", QUOTE_MAX, name, IMG_INVENTORY);
-	if (img_name_parse(name, NULL) != IMG_KIND_PAGES)
-		return snap_fail(ctx, -EINVAL, "image %s: not a page file", name);
+	if (img_name_parse(name, NULL) != (int)kind)
+		return snap_fail(ctx, -EINVAL, "image %s: not a %s file", name, img_kind_info(kind)->name);
 	err = open_image(ctx, set->dirfd, name, &fd, &size);
 	if (err < 0)
 		return err;
@@ -1192,4 +1206,20 @@ int img_set_open_pages(struct snap_ctx *ctx, struct img_set *set, const char *na
 	if (ret_size)
 		*ret_size = size;
 	return fd;
+}
+
+int img_set_open_raw(struct snap_ctx *ctx, struct img_set *set, enum img_kind kind, int pid, uint64_t *ret_size)
+{
+	const struct img_kind_info *info = img_kind_info(kind);
+	char name[IMG_NAME_MAX];
+
+	if (!info || info->framed)
+		return snap_fail(ctx, -EINVAL, "image kind %u: not a raw image", (unsigned)kind);
+	img_name(name, kind, pid);
+	return open_raw(ctx, set, name, kind, ret_size);
+}
+
+int img_set_open_pages(struct snap_ctx *ctx, struct img_set *set, const char *name, uint64_t *ret_size)
+{
+	return open_raw(ctx, set, name, IMG_KIND_PAGES, ret_size);
 }

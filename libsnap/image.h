@@ -11,10 +11,13 @@
 #include "ctx.h"
 #include "images/core.pb-c.h"
 #include "images/fdinfo.pb-c.h"
+#include "images/filedata.pb-c.h"
 #include "images/inventory.pb-c.h"
 #include "images/mm.pb-c.h"
 #include "images/pagemap.pb-c.h"
+#include "images/pipe.pb-c.h"
 #include "images/pstree.pb-c.h"
+#include "images/sk.pb-c.h"
 
 /*
  * A framed image file is:
@@ -39,6 +42,10 @@ enum img_kind {
 	IMG_KIND_PAGEMAP = 5,
 	IMG_KIND_FILES = 6,
 	IMG_KIND_PAGES = 7, /* raw page data: no header, no records */
+	IMG_KIND_OPEN_FILES = 8,    /* open file descriptions of the whole dump */
+	IMG_KIND_PIPES = 9,	    /* pipes and FIFOs with their unread data */
+	IMG_KIND_FILE_CONTENTS = 10, /* deleted files and memfds */
+	IMG_KIND_FILE_DATA = 11,    /* raw bytes of those: no header, no records */
 };
 
 struct img_header {
@@ -85,6 +92,11 @@ int img_pages_open(struct snap_ctx *ctx, struct img_dir *dir, int pid, struct im
 int img_pages_write(struct snap_ctx *ctx, struct img_pages_writer *w, const void *buf, size_t len, uint64_t *ret_offset);
 int img_pages_close(struct snap_ctx *ctx, struct img_pages_writer *w);
 const char *img_pages_name(const struct img_pages_writer *w);
+/*
+ * Any raw kind (IMG_KIND_FILE_DATA): the same writer, with writes of any
+ * length; @pid is ignored for kinds named once per dump.
+ */
+int img_raw_open(struct snap_ctx *ctx, struct img_dir *dir, enum img_kind kind, int pid, struct img_pages_writer **ret);
 
 /*
  * A dump directory being read. img_set_open reads and checks the inventory
@@ -116,6 +128,8 @@ const char *img_reader_name(const struct img_reader *r);
 
 /* Opens a page file listed in the inventory, read-only; the caller closes it. */
 int img_set_open_pages(struct snap_ctx *ctx, struct img_set *set, const char *name, uint64_t *ret_size);
+/* The same for a raw file of another kind, found by kind and pid. */
+int img_set_open_raw(struct snap_ctx *ctx, struct img_set *set, enum img_kind kind, int pid, uint64_t *ret_size);
 
 /* XXH3-64 of a buffer, the digest used everywhere. */
 uint64_t img_digest(const void *buf, size_t len);

@@ -40,6 +40,15 @@ static bool already_listed(pid_t pid, const struct task_attrs *at, int fd, const
 	return false;
 }
 
+/* The path a dumped fd's file was opened by, for messages. */
+static const char *dump_fd_path(const struct dump_task *t, const struct dump_fd *d)
+{
+	for (size_t i = 0; t->files && i < t->files->nr_files; i++)
+		if (t->files->files[i]->id == d->file_id)
+			return t->files->files[i]->link;
+	return "?";
+}
+
 int locks_collect(struct snap_ctx *ctx, struct dump_task *t)
 {
 	struct task_attrs *at = t->attrs;
@@ -65,7 +74,7 @@ int locks_collect(struct snap_ctx *ctx, struct dump_task *t)
 				break;
 			default:
 				r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d (%s) holds a %s, which cannot be restored",
-					      t->pid, d->fd, d->path, pl[k].kind_name);
+					      t->pid, d->fd, dump_fd_path(t, d), pl[k].kind_name);
 				continue;
 			}
 			l.fd = d->fd;
@@ -100,11 +109,15 @@ static struct flock range_of(const FileLockEntry *l)
 	};
 }
 
-static const FdEntry *find_fd(const struct files_image *files, int fd)
+/* The open file behind image fd @fd, or NULL. */
+static const FileEntry *find_fd(const struct files_image *files, int fd)
 {
 	for (size_t i = 0; i < files->nr_fds; i++)
-		if (files->fds[i]->fd == fd)
-			return files->fds[i];
+		if (files->fds[i]->fd == fd) {
+			uint32_t id = files->fds[i]->file_id;
+
+			return id >= 1 && id <= files->nr_files ? files->files[id - 1] : NULL;
+		}
 	return NULL;
 }
 
@@ -131,9 +144,9 @@ static int flock_holder(const struct stat *st)
 }
 
 /* Whether another process holds a lock that conflicts with @l, tested on a descriptor of our own. */
-static int conflicting_holder(const FdEntry *fe, const FileLockEntry *l, int *ret_pid)
+static int conflicting_holder(const FileEntry *fe, const FileLockEntry *l, int *ret_pid)
 {
-	int fd = open(fe->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), r = 0;
+	int fd = open(fe->reg->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK), r = 0;
 	struct flock fl = range_of(l);
 	struct stat st;
 
@@ -168,7 +181,7 @@ int locks_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const struct 
 {
 	for (size_t i = 0; i < ta->n_file_locks; i++) {
 		const FileLockEntry *l = ta->file_locks[i];
-		const FdEntry *fe = find_fd(files, l->fd);
+		const FileEntry *fe = find_fd(files, l->fd);
 		int holder, r;
 
 		if (!fe || l->kind < FILE_LOCK_KIND__LOCK_FLOCK || l->kind > FILE_LOCK_KIND__LOCK_OFD ||
@@ -176,20 +189,21 @@ int locks_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const struct 
 		    (l->kind == FILE_LOCK_KIND__LOCK_FLOCK && (l->start || l->has_end)))
 			return snap_fail(ctx, -EINVAL, "image core-%d.img: bad %s lock on fd %d", pid, kind_name(l->kind),
 					 l->fd);
-		if (fe->kind != FD_KIND__FD_REG && fe->kind != FD_KIND__FD_DIR)
+		/* A deleted file is its own again at restore: nobody else can hold a lock on it. */
+		if ((fe->kind != FILE_KIND__FILE_REG && fe->kind != FILE_KIND__FILE_DIR) || !fe->reg || fe->reg->has_content_id)
 			continue;
 		r = conflicting_holder(fe, l, &holder);
 		if (r < 0)
 			return snap_fail(ctx, r, "pid %d: fd %d: cannot test the %s lock on %s: %s", pid, l->fd,
-					 kind_name(l->kind), fe->path, strerror(-r));
+					 kind_name(l->kind), fe->reg->path, strerror(-r));
 		if (r > 0 && holder > 0)
 			return snap_fail(ctx, -EAGAIN,
 					 "pid %d: fd %d: %s is locked by pid %d; its %s lock cannot be taken again", pid,
-					 l->fd, fe->path, holder, kind_name(l->kind));
+					 l->fd, fe->reg->path, holder, kind_name(l->kind));
 		if (r > 0)
 			return snap_fail(ctx, -EAGAIN,
 					 "pid %d: fd %d: %s is locked by someone else; its %s lock cannot be taken again",
-					 pid, l->fd, fe->path, kind_name(l->kind));
+					 pid, l->fd, fe->reg->path, kind_name(l->kind));
 	}
 	return 0;
 }

@@ -1378,3 +1378,8 @@ int proc_read_locks(struct snap_ctx *ctx, struct proc_file_lock **ret, size_t *r
 		return snap_fail(ctx, r, "cannot read /proc/locks: %s", strerror(-r));
 	return 0;
 }
+
+int proc_read_file(struct snap_ctx *ctx, pid_t pid, const char *name, char **ret_buf, size_t *ret_len)
+{
+	return read_whole(ctx, pid, name, ret_buf, ret_len);
+}

@@ -121,6 +121,8 @@ int proc_read_fdinfo(struct snap_ctx *ctx, pid_t pid, int fd, struct proc_fdinfo
 int proc_read_auxv(struct snap_ctx *ctx, pid_t pid, uint64_t **ret_vals, size_t *ret_nr);
 /* readlink of /proc/PID/NAME into a malloc'd string ("exe", "cwd", "root", "fd/3"). */
 int proc_readlink(struct snap_ctx *ctx, pid_t pid, const char *name, char **ret);
+/* A whole /proc/PID/NAME file, NUL-terminated, malloc'd. */
+int proc_read_file(struct snap_ctx *ctx, pid_t pid, const char *name, char **ret_buf, size_t *ret_len);
 /* Lists numeric entries of /proc/PID/DIR ("task", "fd") in ascending order. */
 int proc_list_ids(struct snap_ctx *ctx, pid_t pid, const char *dir, int **ret_ids, size_t *ret_nr);
 

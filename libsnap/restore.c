@@ -694,6 +694,9 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 		r = snap_fail(ctx, -errno, "cannot open executable %s: %m", mi->mm->exe);
 		restore_child_fail(ctx, status_fd, r);
 	}
+	r = files_restore_prepare(ctx, &rt->files);
+	if (r)
+		restore_child_fail(ctx, status_fd, r);
 	high = files_max_fd(&rt->files) + 1;
 	if (high < 3)
 		high = 3;

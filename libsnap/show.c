@@ -366,9 +366,10 @@ static int show_records(struct json_out *o, struct img_reader *r)
 	return o->err;
 }
 
-static void show_pages(struct json_out *o, uint64_t size, uint64_t digest)
+/* A raw file (page data, file data): its kind, size and digest. */
+static void show_pages(struct json_out *o, const char *kind, uint64_t size, uint64_t digest)
 {
-	out_fmt(o, "{\"kind\":\"pages\",\"size\":%" PRIu64 ",\"xxh3\":\"0x%016" PRIx64 "\"}", size, digest);
+	out_fmt(o, "{\"kind\":\"%s\",\"size\":%" PRIu64 ",\"xxh3\":\"0x%016" PRIx64 "\"}", kind, size, digest);
 }
 
 static int cmp_digest_name(const void *a, const void *b)
@@ -417,7 +418,7 @@ static int show_dir(struct json_out *o, const char *path)
 		out_str(o, ":");
 		/* img_set_open accepted only image names, so the kind is known. */
 		if (!img_kind_info(kind)->framed) {
-			show_pages(o, f->size, f->xxh3);
+			show_pages(o, img_kind_info(kind)->name, f->size, f->xxh3);
 			continue;
 		}
 		err = img_reader_open(o->ctx, set, kind, pid, &r);
@@ -475,7 +476,7 @@ static int show_file(struct json_out *o, const char *path)
 			goto out;
 		}
 	}
-	if (img_name_parse(name, NULL) == IMG_KIND_PAGES) {
+	if (img_name_parse(name, NULL) > 0 && !img_kind_info(img_name_parse(name, NULL))->framed) {
 		uint64_t size, digest;
 		int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
 
@@ -497,7 +498,7 @@ static int show_file(struct json_out *o, const char *path)
 					size != listed->size ? "size differs from the inventory's" : "digest mismatch");
 			goto out;
 		}
-		show_pages(o, size, digest);
+		show_pages(o, img_kind_info(img_name_parse(name, NULL))->name, size, digest);
 	} else {
 		err = img_reader_open_file(o->ctx, dirfd, name, listed, &r);
 		if (err < 0)

@@ -14,15 +14,13 @@
 
 struct parasite_ctl;
 struct task_attrs;
+struct files_dump;
 
+/* One descriptor of the process: its number and the open file description it refers to. */
 struct dump_fd {
 	int fd;
-	int kind; /* FdKind */
-	char *path;
-	uint32_t flags;
-	uint64_t pos;
-	uint64_t rdev;
-	uint64_t size;
+	uint32_t file_id; /* struct dump_file id (files.h) */
+	bool cloexec;
 };
 
 /* One thread of a task, frozen. */
@@ -55,6 +53,8 @@ struct dump_task {
 	size_t nr_auxv;
 	struct dump_fd *fds;
 	size_t nr_fds;
+	unsigned flags;		   /* enum snap_dump_flags of the dump */
+	struct files_dump *files;  /* the open file descriptions, shared by the fds */
 	struct parasite_ctl *parasite;
 	void *unwind_as; /* libunwind address space shared by the threads' backtraces */
 	/* Copied out of the parasite's shared area before it goes away. */

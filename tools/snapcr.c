@@ -14,7 +14,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f, "usage:\n"
-		   "  snapcr dump -t PID -D DIR [--leave-running] [--stats FILE] [-v]\n"
+		   "  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--stats FILE] [-v]\n"
 		   "  snapcr restore -D DIR [-d] [--pidfile FILE] [--stats FILE] [-v]\n"
 		   "  snapcr check\n"
 		   "  snapcr show DIR|FILE\n");
@@ -34,13 +34,15 @@ static int fail(snap_ctx *ctx, const char *what)
 	return 1;
 }
 
-enum { OPT_LEAVE_RUNNING = 256, OPT_STATS, OPT_PIDFILE };
+enum { OPT_LEAVE_RUNNING = 256, OPT_STATS, OPT_PIDFILE, OPT_TCP_ESTABLISHED, OPT_TCP_CLOSE };
 
 static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "tree", required_argument, NULL, 't' },   { "images-dir", required_argument, NULL, 'D' },
 		{ "leave-running", no_argument, NULL, OPT_LEAVE_RUNNING },
+		{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
+		{ "tcp-close", no_argument, NULL, OPT_TCP_CLOSE },
 		{ "stats", required_argument, NULL, OPT_STATS }, { "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -62,6 +64,12 @@ static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 			break;
 		case OPT_LEAVE_RUNNING:
 			o.flags |= SNAP_DUMP_LEAVE_RUNNING;
+			break;
+		case OPT_TCP_ESTABLISHED:
+			o.flags |= SNAP_DUMP_TCP_ESTABLISHED;
+			break;
+		case OPT_TCP_CLOSE:
+			o.flags |= SNAP_DUMP_TCP_CLOSE;
 			break;
 		case OPT_STATS:
 			o.stats_file = optarg;

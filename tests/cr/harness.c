@@ -541,10 +541,10 @@ static void exec_child(const char *const *argv, const char *out, const char *err
 	fd = open("/dev/null", O_RDONLY);
 	if (fd < 0 || dup2(fd, STDIN_FILENO) < 0)
 		_exit(127);
-	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
 	if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0)
 		_exit(127);
-	fd = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	fd = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
 	if (fd < 0 || dup2(fd, STDERR_FILENO) < 0)
 		_exit(127);
 	/* Whatever the test runner has open (its pipes, sockets) is no part of the workload. */

@@ -1,4 +1,4 @@
-/* Dumps that must be refused: a missing pid, and each kind of state this engine version does not handle. */
+/* Dumps that must be refused: a missing pid, and each kind of state this engine version does not handle (fds: test_files_refusals.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,22 +70,6 @@ static void expect_refused_args(const char *const *args, const char *kind)
 	(void)mode;
 }
 
-static void expect_refused(const char *mode, const char *kind)
-{
-	const char *const args[] = { mode, NULL };
-
-	expect_refused_args(args, kind);
-}
-
-Test(dump_failures, socket)
-{
-	expect_refused("socket", "socket");
-}
-
-Test(dump_failures, pipe)
-{
-	expect_refused("pipe", "pipe");
-}
 
 /* A process of the tree in a group that belongs to a process outside it. */
 Test(dump_failures, group_outside_tree)

@@ -11,19 +11,20 @@
 
 /*
  * Input layout: one mode byte, then the file. Mode bits:
- *   0-2  which file it is: inventory.img, pstree.img, core-1.img, mm-1.img,
- *        pagemap-1.img, files-1.img, pages-1.img, or a name that is no image
- *   3    also write an inventory.img listing it with its true size and digest
- *   4    append a valid trailer, so that mutations get past the digest and
+ *   0-3  which file it is: inventory.img, pstree.img, core-1.img, mm-1.img,
+ *        pagemap-1.img, files-1.img, pages-1.img, open-files.img, pipes.img,
+ *        file-contents.img, file-data.img, or a name that is no image
+ *   4    also write an inventory.img listing it with its true size and digest
+ *   5    append a valid trailer, so that mutations get past the digest and
  *        reach the record parser
  */
-#define MODE_KIND 0x07
-#define MODE_INVENTORY 0x08
-#define MODE_TRAILER 0x10
+#define MODE_KIND 0x0f
+#define MODE_INVENTORY 0x10
+#define MODE_TRAILER 0x20
 
 static const char *const names[] = {
-	"inventory.img", "pstree.img", "core-1.img", "mm-1.img", "pagemap-1.img", "files-1.img", "pages-1.img",
-	"blob.img",
+	"inventory.img", "pstree.img",	   "core-1.img",	"mm-1.img",	 "pagemap-1.img", "files-1.img",
+	"pages-1.img",	 "open-files.img", "file-contents.img", "pipes.img", "file-data.img", "blob.img",
 };
 
 /* The harness, unlike the library, may keep state across runs: the directory and /dev/null. */
@@ -112,8 +113,9 @@ static void read_set(snap_ctx *ctx)
 		int pid, kind = img_name_parse(inv->files[i]->name, &pid);
 		uint64_t size;
 
-		if (kind == IMG_KIND_PAGES) {
-			int fd = img_set_open_pages(ctx, set, inv->files[i]->name, &size);
+		if (!img_kind_info(kind)->framed) {
+			int fd = kind == IMG_KIND_PAGES ? img_set_open_pages(ctx, set, inv->files[i]->name, &size)
+							: img_set_open_raw(ctx, set, kind, pid, &size);
 
 			if (fd >= 0)
 				close(fd);
@@ -156,6 +158,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	mode = data[0];
 	data++;
 	size--;
+	if ((mode & MODE_KIND) >= sizeof(names) / sizeof(names[0]))
+		return 0;
 	name = names[mode & MODE_KIND];
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		unlinkat(dir_fd, names[i], 0);

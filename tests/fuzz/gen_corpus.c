@@ -10,11 +10,12 @@
 #include "image.h"
 
 /* Must match fuzz_image.c. */
-#define MODE_INVENTORY 0x08
-#define MODE_TRAILER 0x10
+#define MODE_INVENTORY 0x10
+#define MODE_TRAILER 0x20
 
 static const char *const names[] = {
-	"inventory.img", "pstree.img", "core-1.img", "mm-1.img", "pagemap-1.img", "files-1.img", "pages-1.img",
+	"inventory.img", "pstree.img",	   "core-1.img",	"mm-1.img",  "pagemap-1.img", "files-1.img",
+	"pages-1.img",	 "open-files.img", "file-contents.img", "pipes.img", "file-data.img",
 };
 
 static int fail(snap_ctx *ctx, const char *what)
@@ -108,12 +109,60 @@ static int write_dump(snap_ctx *ctx, const char *dir)
 	FsEntry fs = FS_ENTRY__INIT;
 	fs.cwd = "/tmp", fs.root = "/", fs.nr_fds = 1;
 	FdEntry fe = FD_ENTRY__INIT;
-	fe.fd = 1, fe.kind = FD_KIND__FD_REG, fe.path = "/tmp/out", fe.flags = 01 | 02000000, fe.pos = 5;
-	fe.has_file_size = 1, fe.file_size = 5;
+	fe.fd = 1, fe.file_id = 1, fe.cloexec = 1;
 	r = r ?: img_writer_open(ctx, d, IMG_KIND_FILES, 1, &w);
 	r = r ?: img_write_msg(ctx, w, &fs.base);
 	r = r ?: img_write_msg(ctx, w, &fe.base);
 	r = r ?: img_writer_close(ctx, w);
+
+	/* One file of most kinds, with the parts that point at each other (pipes, contents, peers). */
+	RegFileEntry reg = REG_FILE_ENTRY__INIT;
+	reg.path = "/tmp/out", reg.pos = 5, reg.has_size = 1, reg.size = 5;
+	FileEntry f1 = FILE_ENTRY__INIT, f2 = FILE_ENTRY__INIT, f3 = FILE_ENTRY__INIT, f4 = FILE_ENTRY__INIT;
+	f1.id = 1, f1.kind = FILE_KIND__FILE_REG, f1.flags = 01, f1.body_case = FILE_ENTRY__BODY_REG, f1.reg = &reg;
+	f2.id = 2, f2.kind = FILE_KIND__FILE_PIPE, f2.body_case = FILE_ENTRY__BODY_PIPE_ID, f2.pipe_id = 77;
+	uint8_t name[] = "\0seed";
+	UnixMsgEntry um = UNIX_MSG_ENTRY__INIT;
+	UnixMsgEntry *ump = &um;
+	um.data.len = 3, um.data.data = (uint8_t *)"abc";
+	UnixSkEntry u = UNIX_SK_ENTRY__INIT;
+	u.ino = 10, u.type = 2, u.state = 7, u.has_name = 1, u.name.len = 5, u.name.data = name, u.n_queue = 1;
+	u.queue = &ump;
+	f3.id = 3, f3.kind = FILE_KIND__FILE_UNIX, f3.body_case = FILE_ENTRY__BODY_UNIX_SK, f3.unix_sk = &u;
+	uint8_t lo[4] = { 127, 0, 0, 1 };
+	TcpRepairEntry tr = TCP_REPAIR_ENTRY__INIT;
+	tr.send_queue.len = 2, tr.send_queue.data = (uint8_t *)"hi", tr.unsent = 1, tr.mss = 65483;
+	InetSkEntry in = INET_SK_ENTRY__INIT;
+	in.family = 2, in.type = 1, in.protocol = 6, in.state = 1, in.src_addr.len = 4, in.src_addr.data = lo;
+	in.src_port = 80, in.has_dst_addr = 1, in.dst_addr.len = 4, in.dst_addr.data = lo, in.has_dst_port = 1;
+	in.dst_port = 5000, in.repair = &tr;
+	f4.id = 4, f4.kind = FILE_KIND__FILE_INET, f4.body_case = FILE_ENTRY__BODY_INET_SK, f4.inet_sk = &in;
+	r = r ?: img_writer_open(ctx, d, IMG_KIND_OPEN_FILES, 0, &w);
+	r = r ?: img_write_msg(ctx, w, &f1.base);
+	r = r ?: img_write_msg(ctx, w, &f2.base);
+	r = r ?: img_write_msg(ctx, w, &f3.base);
+	r = r ?: img_write_msg(ctx, w, &f4.base);
+	r = r ?: img_writer_close(ctx, w);
+
+	PipeEntry pe1 = PIPE_ENTRY__INIT;
+	pe1.id = 77, pe1.capacity = 65536, pe1.data.len = 4, pe1.data.data = (uint8_t *)"pipe";
+	r = r ?: img_writer_open(ctx, d, IMG_KIND_PIPES, 0, &w);
+	r = r ?: img_write_msg(ctx, w, &pe1.base);
+	r = r ?: img_writer_close(ctx, w);
+
+	FileDataRun run = FILE_DATA_RUN__INIT;
+	FileDataRun *runp = &run;
+	run.offset = 0, run.len = 4, run.data_off = 0;
+	FileContentEntry ce = FILE_CONTENT_ENTRY__INIT;
+	ce.id = 1, ce.size = 4, ce.mode = 0600, ce.n_runs = 1, ce.runs = &runp, ce.memfd_name = "seed";
+	ce.has_seals = 1, ce.seals = 1;
+	r = r ?: img_writer_open(ctx, d, IMG_KIND_FILE_CONTENTS, 0, &w);
+	r = r ?: img_write_msg(ctx, w, &ce.base);
+	r = r ?: img_writer_close(ctx, w);
+
+	r = r ?: img_raw_open(ctx, d, IMG_KIND_FILE_DATA, 0, &pw);
+	r = r ?: img_pages_write(ctx, pw, "data", 4, NULL);
+	r = r ?: img_pages_close(ctx, pw);
 
 	if (r < 0) {
 		img_dir_abort(d);
@@ -174,7 +223,7 @@ int main(int argc, char **argv)
 		/* As written, with and without its inventory; and without the trailer, for the target to add. */
 		for (unsigned inv = 0; inv < 2; inv++) {
 			unsigned mode = k | (inv ? MODE_INVENTORY : 0);
-			bool framed = k != IMG_KIND_PAGES - 1;
+			bool framed = img_kind_info(img_name_parse(names[k], NULL))->framed;
 
 			if (emit(argv[1], names[k], mode, buf, (size_t)st.st_size) < 0)
 				ret = 1;

@@ -194,8 +194,8 @@ static void write_sample(struct fixture *fx)
 	FsEntry fs = FS_ENTRY__INIT;
 	fs.cwd = "/", fs.root = "/", fs.nr_fds = 2;
 	FdEntry fd[2] = { FD_ENTRY__INIT, FD_ENTRY__INIT };
-	fd[0].fd = 0, fd[0].kind = FD_KIND__FD_CHR, fd[0].path = "/dev/null", fd[0].has_rdev = 1, fd[0].rdev = 0x103;
-	fd[1].fd = 3, fd[1].kind = FD_KIND__FD_REG, fd[1].path = "/tmp/x", fd[1].pos = 10;
+	fd[0].fd = 0, fd[0].file_id = 1;
+	fd[1].fd = 3, fd[1].file_id = 2, fd[1].cloexec = 1;
 	cr_assert_eq(img_writer_open(fx->ctx, dir, IMG_KIND_FILES, PID, &w), 0);
 	write_msg(fx, w, &fs);
 	write_msg(fx, w, &fd[0]);
@@ -942,7 +942,7 @@ Test(show, directory)
 	expect_in(out, "\"xsave\":\"0001abff\"");
 	expect_in(out, "\"x86\":{\"gpregs\":{");
 	expect_in(out, "\"kind\":\"VMA_FILE_PRIVATE\"");
-	expect_in(out, "\"kind\":\"FD_CHR\"");
+	expect_in(out, "\"cloexec\":true");
 	expect_in(out, "\"auxv\":[6,4096,0,0]");
 	expect_in(out, "\"threads\":[42,43]");
 	expect_in(out, "\"threads\":[]");

@@ -52,6 +52,14 @@ struct snap_stats {
 
 enum snap_dump_flags {
 	SNAP_DUMP_LEAVE_RUNNING = 1u << 0, /* cure and let the tree run on */
+	/*
+	 * Established TCP connections are dumped with TCP_REPAIR and restored
+	 * so that the peer never notices (the peer must not send while the
+	 * process is gone: nothing holds the connection in between).
+	 */
+	SNAP_DUMP_TCP_ESTABLISHED = 1u << 1,
+	/* Connected TCP sockets come back closed, so the application's own reconnect logic runs. */
+	SNAP_DUMP_TCP_CLOSE = 1u << 2,
 };
 
 struct snap_dump_opts {
