@@ -28,11 +28,17 @@ static bool uses_user_notif(const struct sock_filter *f, size_t len)
 int seccomp_collect(struct snap_ctx *ctx, struct dump_task *t)
 {
 	struct task_attrs *at = t->attrs;
+	struct proc_status st;
 	pid_t tid = t->pid;
+	int r;
 
-	if (t->status.seccomp == 0)
+	/* Read again: the status seize_task() read is from before the freeze, and the mode may have changed since. */
+	r = proc_read_status(ctx, tid, &st);
+	if (r)
+		return r;
+	if (st.seccomp == 0)
 		return 0;
-	if (t->status.seccomp == 1)
+	if (st.seccomp == 1)
 		return snap_fail(ctx, -EOPNOTSUPP,
 				 "tid %d runs in seccomp strict mode, which cannot be dumped (the parasite's system "
 				 "calls would kill it)",

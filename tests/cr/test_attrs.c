@@ -152,6 +152,19 @@ Test(attrs, seccomp_strict_refused)
 	int r;
 
 	H_OK(h_start(&w, "wl-seccomp", args));
+	/* It can write no file once in strict mode, so it is ready before: wait for the mode. */
+	for (int i = 0; i < 10000; i++) {
+		char path[64], *status;
+		bool strict;
+
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)w.pid);
+		status = h_read_file(path, NULL);
+		strict = status && strstr(status, "\nSeccomp:\t1\n");
+		free(status);
+		if (strict)
+			break;
+		usleep(1000);
+	}
 	H_OK(h_tmpdir(imgdir, "img"));
 	H_OK(h_ctx_new(&ctx));
 	r = h_dump(&w, imgdir, 0, ctx);
