@@ -7,6 +7,10 @@
 #include <errno.h>
 #include <linux/futex.h>
 #include <poll.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -30,8 +34,18 @@
 #define LONG_SLEEP_S 1000
 #define PRE_DUMP_SLEEP_S 1
 
-enum kind { SPIN, CONDWAIT, SLEEP, POLL, FUTEX, NR_KINDS };
-static const char *const kind_names[] = { "spin", "condwait", "sleep", "poll", "futex" };
+enum kind { SPIN, CONDWAIT, SLEEP, POLL, FUTEX, READ, EPOLL, ACCEPT, NR_KINDS };
+static const char *const kind_names[] = { "spin", "condwait", "sleep", "poll", "futex", "read", "epoll", "accept" };
+
+/*
+ * What the READ, EPOLL and ACCEPT threads block on: a pipe nobody writes
+ * to, an epoll set over an eventfd nobody signals, and a unix listener
+ * nobody connects to — until go. A call interrupted by the freeze may come
+ * back with EINTR (epoll_wait does): like any program, they call again.
+ */
+static int wake_pipe[2] = { -1, -1 };
+static int epfd = -1, evfd = -1, listener = -1;
+static struct sockaddr_un listen_addr = { .sun_family = AF_UNIX };
 
 struct thread {
 	pthread_t handle;
@@ -142,6 +156,37 @@ static void *thread_main(void *arg)
 		if (poll(NULL, 0, -1) != -1 || errno != EINTR)
 			fail_thread(t, "poll returned other than EINTR: %m");
 		break;
+	case READ: {
+		char c;
+		ssize_t n;
+
+		while ((n = read(wake_pipe[0], &c, 1)) < 0 && errno == EINTR)
+			;
+		if (n != 1)
+			fail_thread(t, "read on the pipe returned %zd: %m", n);
+		break;
+	}
+	case EPOLL: {
+		struct epoll_event ev;
+		int n;
+
+		while ((n = epoll_wait(epfd, &ev, 1, -1)) < 0 && errno == EINTR)
+			;
+		if (n != 1 || ev.data.u64 != 0xe9011)
+			fail_thread(t, "epoll_wait returned %d (data %#llx): %m", n, (unsigned long long)ev.data.u64);
+		break;
+	}
+	case ACCEPT: {
+		int c;
+
+		while ((c = accept(listener, NULL, NULL)) < 0 && errno == EINTR)
+			;
+		if (c < 0)
+			fail_thread(t, "accept failed: %m");
+		else
+			close(c);
+		break;
+	}
 	case FUTEX: {
 		struct timespec rel = { LONG_SLEEP_S, 0 };
 
@@ -174,6 +219,16 @@ int main(int argc, char **argv)
 	if (nr_threads < 1 || nr_threads > MAX_THREADS)
 		wl_die("NTHREADS must be 1..%d", MAX_THREADS);
 	sigaction(SIGUSR1, &sa, NULL);
+	{
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 0xe9011 };
+
+		snprintf(listen_addr.sun_path, sizeof(listen_addr.sun_path), "%s/listener", wl_ctldir);
+		if (pipe(wake_pipe) || (epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+		    (evfd = eventfd(0, EFD_CLOEXEC)) < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, evfd, &ev) ||
+		    (listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+		    bind(listener, (struct sockaddr *)&listen_addr, sizeof(listen_addr)) || listen(listener, 64))
+			wl_die("cannot make the objects threads block on: %m");
+	}
 
 	for (int i = 0; i < nr_threads; i++) {
 		struct thread *t = &threads[i];
@@ -211,9 +266,41 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&lock);
 	futex_word = 1;
 	syscall(SYS_futex, &futex_word, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0);
+	/* One byte, one event and one connection for each thread waiting on them. */
+	for (int i = 0; i < nr_threads; i++) {
+		uint64_t one = 1;
+		int c;
+
+		switch (threads[i].kind) {
+		case READ:
+			if (write(wake_pipe[1], "x", 1) != 1)
+				wl_fail("cannot write to the pipe: %m");
+			break;
+		case EPOLL:
+			/* Edge-triggered: each write is an edge, but only one thread sees each; wake them all over time. */
+			if (write(evfd, &one, sizeof(one)) != sizeof(one))
+				wl_fail("cannot signal the eventfd: %m");
+			break;
+		case ACCEPT:
+			c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+			if (c < 0 || connect(c, (struct sockaddr *)&listen_addr, sizeof(listen_addr)))
+				wl_fail("cannot connect to the listener: %m");
+			if (c >= 0)
+				close(c);
+			break;
+		default:
+			break;
+		}
+	}
 	/* Again until they are out: a signal that lands just before the call is restarted is not enough. */
 	for (int i = 0; i < nr_threads; i++) {
-		while ((threads[i].kind == SLEEP || threads[i].kind == POLL) && !threads[i].done) {
+		while ((threads[i].kind == SLEEP || threads[i].kind == POLL || threads[i].kind == EPOLL) &&
+		       !threads[i].done) {
+			uint64_t one = 1;
+
+			/* An edge may have been taken by another thread: make more until this one is out. */
+			if (threads[i].kind == EPOLL && write(evfd, &one, sizeof(one)) != sizeof(one))
+				wl_fail("cannot signal the eventfd: %m");
 			struct timespec ms = { 0, 5000000 };
 
 			pthread_kill(threads[i].handle, SIGUSR1);
