@@ -176,6 +176,9 @@ cat >"$STAGE/run-tests.sh" <<EOF
 export LD_LIBRARY_PATH=/mnt/lib
 mkdir -p /dev/shm "$(dirname "$PWD/$DIR")"
 mount -t tmpfs tmpfs /dev/shm # Criterion's workers share memory through it
+# Loopback for the socket tests, devpts for the terminal refusal.
+ifconfig lo 127.0.0.1 up
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 ln -s /mnt/build "$PWD/$DIR"
 cd /tmp
 uname -a

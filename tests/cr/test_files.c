@@ -1,11 +1,13 @@
 /* Every kind of file descriptor, with its data: each workload once untouched and once dumped, restored and checked. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <unistd.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/eventfd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -165,13 +167,32 @@ Test(files, event_nocr)
 	H_OK(h_run_nocr("wl-files-event", NULL, 0));
 }
 
+/* Linux 6.1 does not show an eventfd's counter and mode in fdinfo: the dump refuses eventfds there (snapcr check says so). */
+static bool eventfd_fdinfo(void)
+{
+	char path[64], *text;
+	int fd = eventfd(0, EFD_CLOEXEC);
+	bool ok;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	text = h_read_file(path, NULL);
+	ok = text && strstr(text, "eventfd-semaphore:");
+	free(text);
+	close(fd);
+	return ok;
+}
+
 Test(files, event_cr)
 {
+	if (!eventfd_fdinfo())
+		cr_skip_test("this kernel's fdinfo does not show an eventfd's counter and mode");
 	run_cr("wl-files-event", NULL, 0, false);
 }
 
 Test(files, event_leave_running)
 {
+	if (!eventfd_fdinfo())
+		cr_skip_test("this kernel's fdinfo does not show an eventfd's counter and mode");
 	run_leave_running("wl-files-event", NULL, 0);
 }
 

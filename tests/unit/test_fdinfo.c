@@ -176,6 +176,10 @@ Test(fdinfo, live)
 	size_t nr;
 	int efd = eventfd(9, EFD_SEMAPHORE), sfd, tfd, ep, in;
 
+	/* Linux 6.1 does not show an eventfd's counter and mode in fdinfo. */
+	if (!strstr(own_fdinfo(efd), "eventfd-semaphore:"))
+		cr_skip_test("this kernel's fdinfo does not show an eventfd's counter and mode");
+
 	cr_assert_eq(fdinfo_parse_eventfd(own_fdinfo(efd), &ev, NULL), 0);
 	cr_assert(ev.count == 9 && ev.semaphore);
 	sigemptyset(&set);
