@@ -300,9 +300,13 @@ void restore_barrier(struct restore_ctl *ctl, enum restore_barrier b)
 		syscall(SYS_futex, &ctl->barrier[b], FUTEX_WAIT, v, NULL, NULL, 0);
 }
 
-static pid_t clone_with_pid(pid_t pid)
+static pid_t clone_with_pid(pid_t pid, uint64_t flags)
 {
-	struct clone_args ca = { .exit_signal = SIGCHLD, .set_tid = (uint64_t)&pid, .set_tid_size = 1 };
+	/* With CLONE_PARENT the child's exit signal is the caller's (SIGCHLD), and clone3 wants 0 here. */
+	struct clone_args ca = { .flags = flags,
+				 .exit_signal = (flags & CLONE_PARENT) ? 0 : SIGCHLD,
+				 .set_tid = (uint64_t)&pid,
+				 .set_tid_size = 1 };
 
 	return (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
 }
@@ -360,7 +364,7 @@ __attribute__((noreturn)) static void tree_child(struct snap_ctx *ctx, struct im
 
 		if (tree->standins[k].forker != idx)
 			continue;
-		p = clone_with_pid(tree->standins[k].pid);
+		p = clone_with_pid(tree->standins[k].pid, 0);
 		if (p == 0)
 			standin_main(ctl);
 		if (p < 0)
@@ -371,7 +375,7 @@ __attribute__((noreturn)) static void tree_child(struct snap_ctx *ctx, struct im
 
 		if (tree->parent[c] != idx)
 			continue;
-		p = clone_with_pid(tree->entries[c]->pid);
+		p = clone_with_pid(tree->entries[c]->pid, 0);
 		if (p == 0)
 			tree_child(ctx, set, tree, c, status_fd, ctl);
 		if (p < 0)
@@ -490,7 +494,34 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	prctl(PR_GET_CHILD_SUBREAPER, &old_subreaper);
 	if (!old_subreaper && !prctl(PR_SET_CHILD_SUBREAPER, 1))
 		subreaper_set = true;
-	root = clone_with_pid(tree.entries[0]->pid);
+	/*
+	 * The new process runs our code (malloc, stdio) before its restorer,
+	 * and a raw clone3 from a multi-threaded caller could leave it with
+	 * locks another thread held. So a fork() (which glibc makes safe)
+	 * first, and that single-threaded copy clones the root as our child
+	 * (CLONE_PARENT), with its pid, then leaves.
+	 */
+	{
+		pid_t helper = fork();
+		int st;
+
+		if (helper == 0) {
+			pid_t p = clone_with_pid(tree.entries[0]->pid, CLONE_PARENT);
+
+			if (p == 0) {
+				close(status_pipe[0]);
+				tree_child(ctx, set, &tree, 0, status_pipe[1], ctl);
+			}
+			_exit(p < 0 ? errno : 0);
+		}
+		root = -1;
+		errno = ECHILD;
+		if (helper > 0 && waitpid(helper, &st, 0) == helper && WIFEXITED(st)) {
+			errno = WEXITSTATUS(st);
+			if (!errno)
+				root = tree.entries[0]->pid;
+		}
+	}
 	if (root < 0) {
 		r = -errno;
 		if (r == -EEXIST)
@@ -498,10 +529,6 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		else
 			r = snap_fail(ctx, r, "cannot create pid %d: %s", tree.entries[0]->pid, strerror(-r));
 		goto out;
-	}
-	if (root == 0) {
-		close(status_pipe[0]);
-		tree_child(ctx, set, &tree, 0, status_pipe[1], ctl);
 	}
 	close(status_pipe[1]);
 	status_pipe[1] = -1;

@@ -8,7 +8,6 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <pthread.h>
@@ -39,12 +38,12 @@ static const char *const kind_names[] = { "spin", "condwait", "sleep", "poll", "
 
 /*
  * What the READ, EPOLL and ACCEPT threads block on: a pipe nobody writes
- * to, an epoll set over an eventfd nobody signals, and a unix listener
- * nobody connects to — until go. A call interrupted by the freeze may come
+ * to, an epoll set over a second such pipe, and a unix listener nobody
+ * connects to — until go. A call interrupted by the freeze may come
  * back with EINTR (epoll_wait does): like any program, they call again.
  */
 static int wake_pipe[2] = { -1, -1 };
-static int epfd = -1, evfd = -1, listener = -1;
+static int epfd = -1, epoll_pipe[2] = { -1, -1 }, listener = -1;
 static struct sockaddr_un listen_addr = { .sun_family = AF_UNIX };
 
 struct thread {
@@ -220,11 +219,12 @@ int main(int argc, char **argv)
 		wl_die("NTHREADS must be 1..%d", MAX_THREADS);
 	sigaction(SIGUSR1, &sa, NULL);
 	{
-		struct epoll_event ev = { .events = EPOLLIN | EPOLLET, .data.u64 = 0xe9011 };
+		/* Level-triggered: once the byte is there, every waiter sees it. */
+		struct epoll_event ev = { .events = EPOLLIN, .data.u64 = 0xe9011 };
 
 		snprintf(listen_addr.sun_path, sizeof(listen_addr.sun_path), "%s/listener", wl_ctldir);
-		if (pipe(wake_pipe) || (epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
-		    (evfd = eventfd(0, EFD_CLOEXEC)) < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, evfd, &ev) ||
+		if (pipe(wake_pipe) || pipe(epoll_pipe) || (epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+		    epoll_ctl(epfd, EPOLL_CTL_ADD, epoll_pipe[0], &ev) ||
 		    (listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 		    bind(listener, (struct sockaddr *)&listen_addr, sizeof(listen_addr)) || listen(listener, 64))
 			wl_die("cannot make the objects threads block on: %m");
@@ -266,20 +266,16 @@ int main(int argc, char **argv)
 	pthread_mutex_unlock(&lock);
 	futex_word = 1;
 	syscall(SYS_futex, &futex_word, FUTEX_WAKE_PRIVATE, MAX_THREADS, NULL, NULL, 0);
-	/* One byte, one event and one connection for each thread waiting on them. */
+	/* One byte for the epoll waiters; one byte and one connection for each reader and acceptor. */
+	if (write(epoll_pipe[1], "e", 1) != 1)
+		wl_fail("cannot write to the epoll pipe: %m");
 	for (int i = 0; i < nr_threads; i++) {
-		uint64_t one = 1;
 		int c;
 
 		switch (threads[i].kind) {
 		case READ:
 			if (write(wake_pipe[1], "x", 1) != 1)
 				wl_fail("cannot write to the pipe: %m");
-			break;
-		case EPOLL:
-			/* Edge-triggered: each write is an edge, but only one thread sees each; wake them all over time. */
-			if (write(evfd, &one, sizeof(one)) != sizeof(one))
-				wl_fail("cannot signal the eventfd: %m");
 			break;
 		case ACCEPT:
 			c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -294,13 +290,7 @@ int main(int argc, char **argv)
 	}
 	/* Again until they are out: a signal that lands just before the call is restarted is not enough. */
 	for (int i = 0; i < nr_threads; i++) {
-		while ((threads[i].kind == SLEEP || threads[i].kind == POLL || threads[i].kind == EPOLL) &&
-		       !threads[i].done) {
-			uint64_t one = 1;
-
-			/* An edge may have been taken by another thread: make more until this one is out. */
-			if (threads[i].kind == EPOLL && write(evfd, &one, sizeof(one)) != sizeof(one))
-				wl_fail("cannot signal the eventfd: %m");
+		while ((threads[i].kind == SLEEP || threads[i].kind == POLL) && !threads[i].done) {
 			struct timespec ms = { 0, 5000000 };
 
 			pthread_kill(threads[i].handle, SIGUSR1);
