@@ -70,8 +70,8 @@ int arch_thread_validate(struct snap_ctx *ctx, const ThreadCoreEntry *tc);
  * arch_blob_set_tls() needs (arch/<cpu>/blob-arch.h).
  */
 size_t arch_sigframe_size(const ThreadCoreEntry *tc);
-int arch_build_sigframe(struct snap_ctx *ctx, const ThreadCoreEntry *tc, void *buf, size_t size,
-			uint64_t frame_addr, uint64_t *ret_sp, uint64_t ret_tls[2]);
+int arch_build_sigframe(struct snap_ctx *ctx, const ThreadCoreEntry *tc, void *buf, size_t size, uint64_t frame_addr,
+			uint64_t *ret_sp, uint64_t ret_tls[2]);
 
 /*
  * Restore, last step: state that rt_sigreturn cannot carry, set through

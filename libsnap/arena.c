@@ -7,7 +7,7 @@
 #include "arena.h"
 
 #define BLOCK_SIZE ((size_t)64 << 10)
-#define ALIGN ((size_t)16)
+#define ALIGN	   ((size_t)16)
 
 struct arena_block {
 	struct arena_block *next;

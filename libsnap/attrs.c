@@ -21,18 +21,18 @@
 
 #include "attrs.h"
 
-#define ALIGN64(v) (((v) + 63) & ~(size_t)63)
+#define ALIGN64(v)	 (((v) + 63) & ~(size_t)63)
 #define DEFAULT_UTIL_MAX 1024 /* SCHED_CAPACITY_SCALE: no clamp */
 
 static const char *const rlimit_names[RLIM_NLIMITS] = {
-	[RLIMIT_CPU] = "RLIMIT_CPU",	     [RLIMIT_FSIZE] = "RLIMIT_FSIZE",
-	[RLIMIT_DATA] = "RLIMIT_DATA",	     [RLIMIT_STACK] = "RLIMIT_STACK",
-	[RLIMIT_CORE] = "RLIMIT_CORE",	     [RLIMIT_RSS] = "RLIMIT_RSS",
-	[RLIMIT_NPROC] = "RLIMIT_NPROC",     [RLIMIT_NOFILE] = "RLIMIT_NOFILE",
-	[RLIMIT_MEMLOCK] = "RLIMIT_MEMLOCK", [RLIMIT_AS] = "RLIMIT_AS",
-	[RLIMIT_LOCKS] = "RLIMIT_LOCKS",     [RLIMIT_SIGPENDING] = "RLIMIT_SIGPENDING",
+	[RLIMIT_CPU] = "RLIMIT_CPU",	       [RLIMIT_FSIZE] = "RLIMIT_FSIZE",
+	[RLIMIT_DATA] = "RLIMIT_DATA",	       [RLIMIT_STACK] = "RLIMIT_STACK",
+	[RLIMIT_CORE] = "RLIMIT_CORE",	       [RLIMIT_RSS] = "RLIMIT_RSS",
+	[RLIMIT_NPROC] = "RLIMIT_NPROC",       [RLIMIT_NOFILE] = "RLIMIT_NOFILE",
+	[RLIMIT_MEMLOCK] = "RLIMIT_MEMLOCK",   [RLIMIT_AS] = "RLIMIT_AS",
+	[RLIMIT_LOCKS] = "RLIMIT_LOCKS",       [RLIMIT_SIGPENDING] = "RLIMIT_SIGPENDING",
 	[RLIMIT_MSGQUEUE] = "RLIMIT_MSGQUEUE", [RLIMIT_NICE] = "RLIMIT_NICE",
-	[RLIMIT_RTPRIO] = "RLIMIT_RTPRIO",   [RLIMIT_RTTIME] = "RLIMIT_RTTIME",
+	[RLIMIT_RTPRIO] = "RLIMIT_RTPRIO",     [RLIMIT_RTTIME] = "RLIMIT_RTTIME",
 };
 
 /* Everything the image messages of one dump point to. */
@@ -106,12 +106,14 @@ static int check_other_threads(struct snap_ctx *ctx, struct dump_task *t)
 		if (r)
 			return snap_fail(ctx, r, "pid %d: malformed /proc/%d/%s", t->pid, t->pid, name);
 		if (st.sig_pnd)
-			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: tid %d has signals pending for itself (mask %#llx), not supported yet",
-					 t->pid, t->threads[i].tid, (unsigned long long)st.sig_pnd);
+			return snap_fail(
+				ctx, -EOPNOTSUPP,
+				"pid %d: tid %d has signals pending for itself (mask %#llx), not supported yet", t->pid,
+				t->threads[i].tid, (unsigned long long)st.sig_pnd);
 		if (st.seccomp)
-			return snap_fail(ctx, -EOPNOTSUPP, "pid %d: tid %d has seccomp filters of its own, not supported yet",
-					 t->pid, t->threads[i].tid);
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "pid %d: tid %d has seccomp filters of its own, not supported yet", t->pid,
+					 t->threads[i].tid);
 	}
 	return 0;
 }
@@ -363,8 +365,9 @@ static int validate_rlimits(struct snap_ctx *ctx, const TaskAttrsEntry *ta, int 
 				fclose(f);
 			}
 			if (nr_open && e->max > nr_open)
-				return snap_fail(ctx, -EPERM, "pid %d: its RLIMIT_NOFILE of %llu exceeds fs.nr_open (%llu)",
-						 pid, (unsigned long long)e->max, nr_open);
+				return snap_fail(ctx, -EPERM,
+						 "pid %d: its RLIMIT_NOFILE of %llu exceeds fs.nr_open (%llu)", pid,
+						 (unsigned long long)e->max, nr_open);
 		}
 	}
 	return 0;
@@ -406,9 +409,10 @@ static int validate_thread(struct snap_ctx *ctx, const ThreadAttrsEntry *th, int
 		uint8_t extra = th->affinity.data[i] & (i < (size_t)n ? (uint8_t)~own[i] : 0xff);
 
 		if (extra)
-			return snap_fail(ctx, -EOPNOTSUPP,
-					 "tid %d: its CPU affinity includes CPU %zu, which this machine does not offer us",
-					 tid, i * 8 + (size_t)__builtin_ctz(extra));
+			return snap_fail(
+				ctx, -EOPNOTSUPP,
+				"tid %d: its CPU affinity includes CPU %zu, which this machine does not offer us", tid,
+				i * 8 + (size_t)__builtin_ctz(extra));
 	}
 	switch (IOPRIO_PRIO_CLASS(th->ioprio)) {
 	case IOPRIO_CLASS_NONE:
@@ -444,14 +448,14 @@ int attrs_validate(struct snap_ctx *ctx, const TaskCoreEntry *core, const Thread
 	if (r)
 		return r;
 	if (ta->oom_score_adj < own_oom && !own_cap(24 /* CAP_SYS_RESOURCE */))
-		return snap_fail(ctx, -EPERM, "pid %d: its oom_score_adj %d is below ours (%d), which needs CAP_SYS_RESOURCE",
-				 pid, ta->oom_score_adj, own_oom);
+		return snap_fail(ctx, -EPERM,
+				 "pid %d: its oom_score_adj %d is below ours (%d), which needs CAP_SYS_RESOURCE", pid,
+				 ta->oom_score_adj, own_oom);
 	if (ta->dumpable > 1)
 		return snap_fail(ctx, -EINVAL, "image core-%d.img: bad dumpable mode %u", pid, ta->dumpable);
 	if (ta->pdeathsig > 64)
 		return snap_fail(ctx, -EINVAL, "image core-%d.img: bad parent death signal %u", pid, ta->pdeathsig);
-	if (ta->thp_disable & ~(1u | PR_THP_DISABLE_EXCEPT_ADVISED) ||
-	    (!(ta->thp_disable & 1) && ta->thp_disable))
+	if (ta->thp_disable & ~(1u | PR_THP_DISABLE_EXCEPT_ADVISED) || (!(ta->thp_disable & 1) && ta->thp_disable))
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: THP disable mode 0x%x is unknown here", pid,
 				 ta->thp_disable);
 	r = validate_thread(ctx, th, pid);
@@ -553,8 +557,7 @@ int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, const Threa
 	struct restorer_attrs *ra = take(cur, end, sizeof(*ra));
 	struct restorer_rlimit *rl = take(cur, end, ta->n_rlimits * sizeof(*rl));
 	struct restorer_posix_timer *pt = take(cur, end, ta->n_posix_timers * sizeof(*pt));
-	struct restorer_siginfo *sig =
-		take(cur, end, (ta->n_shared_pending + th->n_pending + 1) * sizeof(*sig));
+	struct restorer_siginfo *sig = take(cur, end, (ta->n_shared_pending + th->n_pending + 1) * sizeof(*sig));
 	uint32_t *groups = take(cur, end, ta->creds->n_groups * sizeof(uint32_t));
 	struct restorer_thread_attrs *rth = take(cur, end, sizeof(*rth));
 	uint8_t *mask = take(cur, end, th->affinity.len);
@@ -573,7 +576,8 @@ int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, const Threa
 	ra->child_subreaper = ta->child_subreaper;
 	ra->thp_disable = ta->thp_disable;
 	for (size_t i = 0; i < ta->n_rlimits; i++)
-		rl[i] = (struct restorer_rlimit){ ta->rlimits[i]->resource, 0, ta->rlimits[i]->cur, ta->rlimits[i]->max };
+		rl[i] = (struct restorer_rlimit){ ta->rlimits[i]->resource, 0, ta->rlimits[i]->cur,
+						  ta->rlimits[i]->max };
 	ra->nr_rlimits = (uint32_t)ta->n_rlimits;
 	ra->rlimits = (uint64_t)rl;
 	{
@@ -586,8 +590,9 @@ int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, const Threa
 			/* setitimer adds a tick to CPU-time timers; what getitimer read already has it. */
 			if (i && v > tick)
 				v -= tick;
-			ra->itimers[i] = (struct restorer_itimer){ v / 1000000, v % 1000000, it[i]->interval_us / 1000000,
-								   it[i]->interval_us % 1000000 };
+			ra->itimers[i] =
+				(struct restorer_itimer){ v / 1000000, v % 1000000, it[i]->interval_us / 1000000,
+							  it[i]->interval_us % 1000000 };
 		}
 	}
 	r = timers_plan(ctx, ta, th, thread->tid, how);
@@ -672,7 +677,8 @@ int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, const Threa
 	}
 	rth->nr_seccomp = (uint32_t)th->n_seccomp;
 	rth->seccomp = (uint64_t)sf;
-	/* Installing filters needs no_new_privs or CAP_SYS_ADMIN: if the restored credentials have neither, before them. */
+	/* Installing filters needs no_new_privs or CAP_SYS_ADMIN: if the restored credentials have neither, before
+	 * them. */
 	ra->seccomp_before_creds = th->n_seccomp && !ta->creds->no_new_privs && !((ta->creds->cap_eff >> 21) & 1);
 	ra->nr_threads = 1;
 	ra->threads = (uint64_t)rth;

@@ -50,8 +50,8 @@ int attrs_restore_child(struct snap_ctx *ctx, const TaskCoreEntry *core, const F
 
 #define ATTRS_SIGINFO_SIZE 128
 /* Pending signals per queue; more is refused (the kernel's default RLIMIT_SIGPENDING is far lower). */
-#define ATTRS_MAX_PENDING 65536
-#define ATTRS_MAX_SECCOMP 512
+#define ATTRS_MAX_PENDING   65536
+#define ATTRS_MAX_SECCOMP   512
 #define ATTRS_CPUMASK_BYTES 1024
 
 struct dump_seccomp_filter {
@@ -74,7 +74,7 @@ struct task_attrs {
 	size_t nr_timers;
 	FileLockEntry *locks;
 	size_t nr_locks;
-	struct parasite_attrs *pa; /* copied out of the parasite's area */
+	struct parasite_attrs *pa;		/* copied out of the parasite's area */
 	uint8_t (*pending)[ATTRS_SIGINFO_SIZE]; /* the main thread's queue */
 	size_t nr_pending;
 	uint8_t (*shared)[ATTRS_SIGINFO_SIZE]; /* the process-wide queue */

@@ -254,8 +254,8 @@ int snap_check(snap_ctx *ctx, void (*fn)(void *opaque, const struct snap_feature
 		  probe_timerfd_ticks() },
 		{ "eventfd_fdinfo", "an eventfd's counter and semaphore mode in fdinfo, for eventfds", 0,
 		  probe_eventfd_fdinfo() },
-		{ "timer_restore_ids", "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15), to restore POSIX timers with any ids", 0,
-		  probe_timer_restore_ids() },
+		{ "timer_restore_ids", "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15), to restore POSIX timers with any ids",
+		  0, probe_timer_restore_ids() },
 	};
 	int r = 0;
 

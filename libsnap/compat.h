@@ -11,13 +11,13 @@
 
 /* Linux 6.7: PAGEMAP_SCAN ioctl on /proc/PID/pagemap. */
 #ifndef PAGEMAP_SCAN
-#define PAGE_IS_WPALLOWED (1 << 0)
-#define PAGE_IS_WRITTEN (1 << 1)
-#define PAGE_IS_FILE (1 << 2)
-#define PAGE_IS_PRESENT (1 << 3)
-#define PAGE_IS_SWAPPED (1 << 4)
-#define PAGE_IS_PFNZERO (1 << 5)
-#define PAGE_IS_HUGE (1 << 6)
+#define PAGE_IS_WPALLOWED  (1 << 0)
+#define PAGE_IS_WRITTEN	   (1 << 1)
+#define PAGE_IS_FILE	   (1 << 2)
+#define PAGE_IS_PRESENT	   (1 << 3)
+#define PAGE_IS_SWAPPED	   (1 << 4)
+#define PAGE_IS_PFNZERO	   (1 << 5)
+#define PAGE_IS_HUGE	   (1 << 6)
 #define PAGE_IS_SOFT_DIRTY (1 << 7)
 
 struct page_region {
@@ -26,7 +26,7 @@ struct page_region {
 	__u64 categories;
 };
 
-#define PM_SCAN_WP_MATCHING (1 << 0)
+#define PM_SCAN_WP_MATCHING   (1 << 0)
 #define PM_SCAN_CHECK_WPASYNC (1 << 1)
 
 struct pm_scan_arg {
@@ -49,9 +49,9 @@ struct pm_scan_arg {
 
 /* Linux 6.15: timer_create() with a given id, for restoring POSIX timers. */
 #ifndef PR_TIMER_CREATE_RESTORE_IDS
-#define PR_TIMER_CREATE_RESTORE_IDS 77
+#define PR_TIMER_CREATE_RESTORE_IDS	77
 #define PR_TIMER_CREATE_RESTORE_IDS_OFF 0
-#define PR_TIMER_CREATE_RESTORE_IDS_ON 1
+#define PR_TIMER_CREATE_RESTORE_IDS_ON	1
 #define PR_TIMER_CREATE_RESTORE_IDS_GET 2
 #endif
 
@@ -68,7 +68,7 @@ struct pm_scan_arg {
 /* Linux 6.3: memfd execute permission control. */
 #ifndef MFD_NOEXEC_SEAL
 #define MFD_NOEXEC_SEAL 0x0008U
-#define MFD_EXEC 0x0010U
+#define MFD_EXEC	0x0010U
 #endif
 #ifndef F_SEAL_EXEC
 #define F_SEAL_EXEC 0x0020

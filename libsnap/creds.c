@@ -15,14 +15,46 @@
 #include "attrs.h"
 
 static const char *const cap_names[] = {
-	"CAP_CHOWN",	      "CAP_DAC_OVERRIDE",  "CAP_DAC_READ_SEARCH", "CAP_FOWNER",	      "CAP_FSETID",
-	"CAP_KILL",	      "CAP_SETGID",	   "CAP_SETUID",	  "CAP_SETPCAP",      "CAP_LINUX_IMMUTABLE",
-	"CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",	  "CAP_NET_RAW",      "CAP_IPC_LOCK",
-	"CAP_IPC_OWNER",      "CAP_SYS_MODULE",	   "CAP_SYS_RAWIO",	  "CAP_SYS_CHROOT",   "CAP_SYS_PTRACE",
-	"CAP_SYS_PACCT",      "CAP_SYS_ADMIN",	   "CAP_SYS_BOOT",	  "CAP_SYS_NICE",     "CAP_SYS_RESOURCE",
-	"CAP_SYS_TIME",	      "CAP_SYS_TTY_CONFIG", "CAP_MKNOD",		  "CAP_LEASE",	      "CAP_AUDIT_WRITE",
-	"CAP_AUDIT_CONTROL",  "CAP_SETFCAP",	   "CAP_MAC_OVERRIDE",	  "CAP_MAC_ADMIN",    "CAP_SYSLOG",
-	"CAP_WAKE_ALARM",     "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",	  "CAP_PERFMON",      "CAP_BPF",
+	"CAP_CHOWN",
+	"CAP_DAC_OVERRIDE",
+	"CAP_DAC_READ_SEARCH",
+	"CAP_FOWNER",
+	"CAP_FSETID",
+	"CAP_KILL",
+	"CAP_SETGID",
+	"CAP_SETUID",
+	"CAP_SETPCAP",
+	"CAP_LINUX_IMMUTABLE",
+	"CAP_NET_BIND_SERVICE",
+	"CAP_NET_BROADCAST",
+	"CAP_NET_ADMIN",
+	"CAP_NET_RAW",
+	"CAP_IPC_LOCK",
+	"CAP_IPC_OWNER",
+	"CAP_SYS_MODULE",
+	"CAP_SYS_RAWIO",
+	"CAP_SYS_CHROOT",
+	"CAP_SYS_PTRACE",
+	"CAP_SYS_PACCT",
+	"CAP_SYS_ADMIN",
+	"CAP_SYS_BOOT",
+	"CAP_SYS_NICE",
+	"CAP_SYS_RESOURCE",
+	"CAP_SYS_TIME",
+	"CAP_SYS_TTY_CONFIG",
+	"CAP_MKNOD",
+	"CAP_LEASE",
+	"CAP_AUDIT_WRITE",
+	"CAP_AUDIT_CONTROL",
+	"CAP_SETFCAP",
+	"CAP_MAC_OVERRIDE",
+	"CAP_MAC_ADMIN",
+	"CAP_SYSLOG",
+	"CAP_WAKE_ALARM",
+	"CAP_BLOCK_SUSPEND",
+	"CAP_AUDIT_READ",
+	"CAP_PERFMON",
+	"CAP_BPF",
 	"CAP_CHECKPOINT_RESTORE",
 };
 
@@ -48,9 +80,10 @@ static int check_threads_agree(struct snap_ctx *ctx, struct dump_task *t)
 		if (tids[i] == t->pid)
 			continue;
 		r = proc_read_status(ctx, tids[i], &st);
-		if (!r && (memcmp(st.uid, main_st.uid, sizeof(st.uid)) || memcmp(st.gid, main_st.gid, sizeof(st.gid)) ||
-			   st.cap_inh != main_st.cap_inh || st.cap_prm != main_st.cap_prm ||
-			   st.cap_eff != main_st.cap_eff || st.cap_bnd != main_st.cap_bnd || st.cap_amb != main_st.cap_amb))
+		if (!r &&
+		    (memcmp(st.uid, main_st.uid, sizeof(st.uid)) || memcmp(st.gid, main_st.gid, sizeof(st.gid)) ||
+		     st.cap_inh != main_st.cap_inh || st.cap_prm != main_st.cap_prm || st.cap_eff != main_st.cap_eff ||
+		     st.cap_bnd != main_st.cap_bnd || st.cap_amb != main_st.cap_amb))
 			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: thread %d has other credentials than the main thread",
 				      t->pid, tids[i]);
 	}
@@ -175,8 +208,9 @@ static int refuse_caps(struct snap_ctx *ctx, int pid, uint64_t extra, const char
 {
 	int cap = __builtin_ctzll(extra);
 
-	return snap_fail(ctx, -EPERM, "pid %d: its %s capabilities include %s (%d), which the user restoring it does not have",
-			 pid, what, cap_name(cap), cap);
+	return snap_fail(ctx, -EPERM,
+			 "pid %d: its %s capabilities include %s (%d), which the user restoring it does not have", pid,
+			 what, cap_name(cap), cap);
 }
 
 /* Fails unless we hold @cap, which setting the credentials of @pid needs for @why. */
@@ -229,8 +263,9 @@ int creds_validate(struct snap_ctx *ctx, const CredsEntry *c, int pid)
 	/* The securebits the restorer changes must not be locked here. */
 	secbits = prctl(PR_GET_SECUREBITS, 0, 0, 0, 0);
 	if ((change & (RESTORER_CREDS_SECBITS | RESTORER_CREDS_FIXUP)) && (secbits < 0 || (secbits & SECURE_ALL_LOCKS)))
-		return snap_fail(ctx, -EPERM, "pid %d: our own securebits 0x%lx are locked; its credentials cannot be set",
-				 pid, secbits);
+		return snap_fail(ctx, -EPERM,
+				 "pid %d: our own securebits 0x%lx are locked; its credentials cannot be set", pid,
+				 secbits);
 	return 0;
 }
 

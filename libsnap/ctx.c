@@ -9,9 +9,9 @@
 #include "ctx.h"
 
 static const char *const stage_names[SNAP_STAGE__COUNT] = {
-	[SNAP_STAGE_FREEZE] = "freeze", [SNAP_STAGE_COLLECT] = "collect", [SNAP_STAGE_INFECT] = "infect",
-	[SNAP_STAGE_DRAIN] = "drain",	[SNAP_STAGE_WRITE] = "write",	  [SNAP_STAGE_CURE] = "cure",
-	[SNAP_STAGE_READ] = "read",	[SNAP_STAGE_FORK] = "fork",	  [SNAP_STAGE_PREMAP] = "premap",
+	[SNAP_STAGE_FREEZE] = "freeze", [SNAP_STAGE_COLLECT] = "collect",   [SNAP_STAGE_INFECT] = "infect",
+	[SNAP_STAGE_DRAIN] = "drain",	[SNAP_STAGE_WRITE] = "write",	    [SNAP_STAGE_CURE] = "cure",
+	[SNAP_STAGE_READ] = "read",	[SNAP_STAGE_FORK] = "fork",	    [SNAP_STAGE_PREMAP] = "premap",
 	[SNAP_STAGE_FILL] = "fill",	[SNAP_STAGE_RESTORER] = "restorer",
 };
 

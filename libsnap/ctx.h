@@ -26,8 +26,8 @@ void snap_clear_error(struct snap_ctx *ctx);
 void snap_log(struct snap_ctx *ctx, enum snap_log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
-#define snap_warn(ctx, ...) snap_log(ctx, SNAP_LOG_WARN, __VA_ARGS__)
-#define snap_info(ctx, ...) snap_log(ctx, SNAP_LOG_INFO, __VA_ARGS__)
+#define snap_warn(ctx, ...)  snap_log(ctx, SNAP_LOG_WARN, __VA_ARGS__)
+#define snap_info(ctx, ...)  snap_log(ctx, SNAP_LOG_INFO, __VA_ARGS__)
 #define snap_debug(ctx, ...) snap_log(ctx, SNAP_LOG_DEBUG, __VA_ARGS__)
 
 static inline uint64_t snap_now_ns(void)

@@ -35,7 +35,7 @@ void dump_task_free(struct dump_task *t)
 	attrs_free(t);
 }
 
-#define for_each_live_task(tree, t) \
+#define for_each_live_task(tree, t)                                                    \
 	for (struct dump_task *t = (tree)->tasks; t < (tree)->tasks + (tree)->nr; t++) \
 		if (!t->zombie)
 
@@ -254,7 +254,8 @@ static int check_shared_files(struct snap_ctx *ctx, struct dump_tree *tree)
 {
 	struct files_dump *d = tree->nr ? tree->tasks[0].files : NULL;
 
-	for_each_live_task(tree, t) {
+	for_each_live_task(tree, t)
+	{
 		for (size_t i = 0; d && i < t->nr_fds; i++) {
 			const struct dump_file *f = NULL;
 
@@ -267,7 +268,8 @@ static int check_shared_files(struct snap_ctx *ctx, struct dump_tree *tree)
 			    (S_ISREG(f->st.st_mode) && (f->flags & O_APPEND)))
 				continue;
 			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: fd %d shares its open file (%s) with pid %d; sharing that between processes is not supported yet",
+					 "pid %d: fd %d shares its open file (%s) with pid %d; sharing that between "
+					 "processes is not supported yet",
 					 t->pid, t->fds[i].fd, f->link ? f->link : "?", f->pid);
 		}
 	}
@@ -316,7 +318,6 @@ static int write_task(struct snap_ctx *ctx, struct dump_tree *tree, struct dump_
 	return r;
 }
 
-
 int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 {
 	struct dump_tree tree = { 0 };
@@ -351,13 +352,13 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 			r = snap_fail(ctx, -ENOMEM, "out of memory");
 		else
 			files->flags = opts->flags;
-		for_each_live_task(&tree, t) {
+		for_each_live_task(&tree, t)
+		{
 			t->files = files;
 			t->flags = opts->flags;
 		}
 	}
-	for_each_live_task(&tree, t) if (!r)
-		r = collect(ctx, t);
+	for_each_live_task(&tree, t) if (!r) r = collect(ctx, t);
 	if (!r)
 		r = check_shared_files(ctx, &tree);
 	stage_end(ctx, SNAP_STAGE_COLLECT, t0);
@@ -365,15 +366,13 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 		goto out;
 
 	t0 = stage_begin();
-	for_each_live_task(&tree, t) if (!r)
-		r = infect(ctx, t);
+	for_each_live_task(&tree, t) if (!r) r = infect(ctx, t);
 	stage_end(ctx, SNAP_STAGE_INFECT, t0);
 	if (r)
 		goto out;
 
 	t0 = stage_begin();
-	for_each_live_task(&tree, t) if (!r)
-		r = drain_task(ctx, t);
+	for_each_live_task(&tree, t) if (!r) r = drain_task(ctx, t);
 	stage_end(ctx, SNAP_STAGE_DRAIN, t0);
 	if (r)
 		goto out;
@@ -384,8 +383,7 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	shmem = calloc(1, sizeof(*shmem));
 	if (!r && !shmem)
 		r = snap_fail(ctx, -ENOMEM, "out of memory");
-	for_each_live_task(&tree, t) if (!r)
-		r = write_task(ctx, &tree, t, dir, shmem);
+	for_each_live_task(&tree, t) if (!r) r = write_task(ctx, &tree, t, dir, shmem);
 	if (!r) {
 		t0 = stage_begin();
 		/* The open files of the whole tree, which the processes' fd tables refer to. */
@@ -398,8 +396,7 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 		goto out;
 
 	t0 = stage_begin();
-	for_each_live_task(&tree, t) if (!r)
-		r = cure(ctx, t);
+	for_each_live_task(&tree, t) if (!r) r = cure(ctx, t);
 	stage_end(ctx, SNAP_STAGE_CURE, t0);
 	if (r)
 		goto out;
@@ -411,7 +408,8 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 out:
 	t0 = stage_begin();
 	/* On any failure every task runs on exactly as it was. */
-	for_each_live_task(&tree, t) {
+	for_each_live_task(&tree, t)
+	{
 		int cr = cure(ctx, t);
 
 		if (!r)
@@ -419,8 +417,7 @@ out:
 	}
 	if (tree.nr && tree.tasks[0].files)
 		files_dump_finish(ctx, &tree.tasks[0], !r && !leave_running);
-	for_each_live_task(&tree, t)
-		seize_release(ctx, t, !r && !leave_running);
+	for_each_live_task(&tree, t) seize_release(ctx, t, !r && !leave_running);
 	stage_end(ctx, SNAP_STAGE_CURE, t0);
 	if (dir)
 		img_dir_abort(dir);

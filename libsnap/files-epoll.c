@@ -68,14 +68,15 @@ int epoll_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 			break;
 		}
 		if (tfds[i].tfd > TFD_MAX) {
-			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: epoll target fd %d is out of range", f->pid, f->fd,
-				      tfds[i].tfd);
+			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: epoll target fd %d is out of range", f->pid,
+				      f->fd, tfds[i].tfd);
 			break;
 		}
 		target = find_target(d, f, tfds[i].tfd, toff);
 		if (!target) {
 			r = snap_fail(ctx, -EOPNOTSUPP,
-				      "pid %d: fd %d: epoll watches a file registered as fd %d that no fd of the process holds any more",
+				      "pid %d: fd %d: epoll watches a file registered as fd %d that no fd of the "
+				      "process holds any more",
 				      f->pid, f->fd, tfds[i].tfd);
 			break;
 		}
@@ -95,8 +96,9 @@ int epoll_validate(struct snap_ctx *ctx, const struct files_image *fi, const Fil
 		const EpollTargetEntry *te = fe->epoll->targets[i];
 
 		if (te->tfd < 0 || te->tfd > TFD_MAX || te->file_id < 1 || te->file_id > fi->nr_files)
-			return snap_fail(ctx, -EINVAL, "image open-files.img: epoll %u: bad target %zu (fd %d, file %u)",
-					 fe->id, i, te->tfd, te->file_id);
+			return snap_fail(ctx, -EINVAL,
+					 "image open-files.img: epoll %u: bad target %zu (fd %d, file %u)", fe->id, i,
+					 te->tfd, te->file_id);
 	}
 	return 0;
 }
@@ -160,11 +162,12 @@ int epoll_restore_targets(struct snap_ctx *ctx, struct files_restore *rs)
 			 * closed afterwards, so whatever sits there now does not matter.
 			 */
 			if (dup3(rs->fds[te->file_id - 1], te->tfd, O_CLOEXEC) < 0)
-				return snap_fail(ctx, -errno, "epoll (file %u): cannot put file %u at fd %d: %m", fe->id,
-						 te->file_id, te->tfd);
+				return snap_fail(ctx, -errno, "epoll (file %u): cannot put file %u at fd %d: %m",
+						 fe->id, te->file_id, te->tfd);
 			if (epoll_ctl(rs->fds[fe->id - 1], EPOLL_CTL_ADD, te->tfd, &ev))
-				return snap_fail(ctx, -errno, "epoll (file %u): cannot watch fd %d (file %u) for 0x%x: %m",
-						 fe->id, te->tfd, te->file_id, te->events);
+				return snap_fail(ctx, -errno,
+						 "epoll (file %u): cannot watch fd %d (file %u) for 0x%x: %m", fe->id,
+						 te->tfd, te->file_id, te->events);
 		}
 	}
 	return 0;

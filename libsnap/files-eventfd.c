@@ -16,8 +16,8 @@ int eventfd_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f
 	r = fdinfo_parse_eventfd(f->fdinfo, &ev, &bad_line);
 	if (r == -ENOENT)
 		return snap_fail(ctx, -EOPNOTSUPP,
-				 "pid %d: fd %d: this kernel does not show an eventfd's counter and mode in fdinfo", f->pid,
-				 f->fd);
+				 "pid %d: fd %d: this kernel does not show an eventfd's counter and mode in fdinfo",
+				 f->pid, f->fd);
 	if (r)
 		return snap_fail(ctx, r, "pid %d: fd %d: malformed eventfd fdinfo line %d", f->pid, f->fd, bad_line);
 	f->fe->eventfd = arena_alloc(&d->arena, sizeof(*f->fe->eventfd));
@@ -51,7 +51,7 @@ int eventfd_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		/* The counter is 64 bits; eventfd() takes only 32 of them, a write adds them all. */
 		if (ev->count && write(fd, &ev->count, sizeof(ev->count)) != sizeof(ev->count)) {
 			r = snap_fail(ctx, -errno, "%s: cannot set its counter to %llu: %m", what,
-					  (unsigned long long)ev->count);
+				      (unsigned long long)ev->count);
 
 			close(fd);
 			return r;

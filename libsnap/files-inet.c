@@ -28,8 +28,8 @@
 #define UNSENT_WAIT_MS 5000
 
 static const char *const tcp_states[] = {
-	"?",	      "ESTABLISHED", "SYN_SENT",  "SYN_RECV",   "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT",
-	"CLOSE",      "CLOSE_WAIT",  "LAST_ACK",  "LISTEN",	"CLOSING",   "NEW_SYN_RECV",
+	"?",	 "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2",    "TIME_WAIT",
+	"CLOSE", "CLOSE_WAIT",	"LAST_ACK", "LISTEN",	"CLOSING",   "NEW_SYN_RECV",
 };
 
 static const char *state_name(unsigned s)
@@ -104,8 +104,8 @@ static int get_u32(int fd, int level, int name, uint32_t *out)
  * Reads one queue of a socket in repair mode: its sequence number and
  * bytes. Packets may still arrive: read until two readings agree.
  */
-static int peek_repair_queue(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, int q,
-			     uint32_t *ret_seq, ProtobufCBinaryData *ret_data, uint32_t *ret_unsent)
+static int peek_repair_queue(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, int q, uint32_t *ret_seq,
+			     ProtobufCBinaryData *ret_data, uint32_t *ret_unsent)
 {
 	const char *which = q == TCP_SEND_QUEUE ? "send" : "receive";
 
@@ -118,11 +118,11 @@ static int peek_repair_queue(struct snap_ctx *ctx, struct files_dump *d, struct 
 		if (set_queue(f->local, q) || get_u32(f->local, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq) ||
 		    ioctl(f->local, q == TCP_SEND_QUEUE ? SIOCOUTQ : SIOCINQ, &len) ||
 		    (q == TCP_SEND_QUEUE && ioctl(f->local, SIOCOUTQNSD, &unsent)))
-			return snap_fail(ctx, -errno, "pid %d: fd %d: cannot read its %s queue in repair mode: %m", f->pid,
-					 f->fd, which);
+			return snap_fail(ctx, -errno, "pid %d: fd %d: cannot read its %s queue in repair mode: %m",
+					 f->pid, f->fd, which);
 		if (len < 0 || (size_t)len > QUEUE_MAX)
-			return snap_fail(ctx, -EFBIG, "pid %d: fd %d: %d bytes in its %s queue, too many", f->pid, f->fd,
-					 len, which);
+			return snap_fail(ctx, -EFBIG, "pid %d: fd %d: %d bytes in its %s queue, too many", f->pid,
+					 f->fd, len, which);
 		if (len) {
 			buf = arena_alloc(&d->arena, (size_t)len);
 			if (!buf)
@@ -134,8 +134,8 @@ static int peek_repair_queue(struct snap_ctx *ctx, struct files_dump *d, struct 
 		}
 		if (get_u32(f->local, IPPROTO_TCP, TCP_QUEUE_SEQ, &seq2) ||
 		    ioctl(f->local, q == TCP_SEND_QUEUE ? SIOCOUTQ : SIOCINQ, &len2))
-			return snap_fail(ctx, -errno, "pid %d: fd %d: cannot read its %s queue in repair mode: %m", f->pid,
-					 f->fd, which);
+			return snap_fail(ctx, -errno, "pid %d: fd %d: cannot read its %s queue in repair mode: %m",
+					 f->pid, f->fd, which);
 		if (seq != seq2 || len != len2 || n != len)
 			continue;
 		/* The kernel gives the number after the last queued byte; the image keeps where the bytes start. */
@@ -228,8 +228,7 @@ static struct dump_file *udp_sender(struct files_dump *d, const struct sockaddr_
 }
 
 /* Reads the datagrams waiting in a UDP socket without taking them, and finds who sent each. */
-static int peek_udp(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, InetSkEntry *ie,
-		    const char *name)
+static int peek_udp(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, InetSkEntry *ie, const char *name)
 {
 	int old_off = -1, zero = 0, r = 0;
 	socklen_t olen = sizeof(old_off);
@@ -259,22 +258,24 @@ static int peek_udp(struct snap_ctx *ctx, struct files_dump *d, struct dump_file
 			continue;
 		if (n < 0) {
 			if (errno != EAGAIN)
-				r = snap_fail(ctx, -errno, "pid %d: fd %d: cannot peek at its datagrams: %m", f->pid, f->fd);
+				r = snap_fail(ctx, -errno, "pid %d: fd %d: cannot peek at its datagrams: %m", f->pid,
+					      f->fd);
 			break;
 		}
 		split_sa(&from, &a, &alen, &port);
 		sender = udp_sender(d, &from);
 		if (!sender) {
 			r = snap_fail(ctx, -EOPNOTSUPP,
-				      "pid %d: fd %d: UDP socket %s holds a datagram from %s, which is no socket of the dump, so it cannot be sent again",
+				      "pid %d: fd %d: UDP socket %s holds a datagram from %s, which is no socket of "
+				      "the dump, so it cannot be sent again",
 				      f->pid, f->fd, name, addr_str(from.ss_family, a, port, who, sizeof(who)));
 			break;
 		}
 		total += (size_t)n;
 		m = arena_alloc(&d->arena, sizeof(*m));
 		if (total > QUEUE_MAX || !m || arena_push(&d->arena, (void ***)&ie->queue, &ie->n_queue, m)) {
-			r = snap_fail(ctx, total > QUEUE_MAX ? -EFBIG : -ENOMEM, "pid %d: fd %d: too many datagrams queued",
-				      f->pid, f->fd);
+			r = snap_fail(ctx, total > QUEUE_MAX ? -EFBIG : -ENOMEM,
+				      "pid %d: fd %d: too many datagrams queued", f->pid, f->fd);
 			break;
 		}
 		inet_msg_entry__init(m);
@@ -342,8 +343,9 @@ int inet_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 		else if (proto == IPPROTO_UDP && !port)
 			s = &unhashed;
 		else
-			return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: %s socket %s is not in this network namespace",
-					 f->pid, f->fd, proto == IPPROTO_TCP ? "TCP" : "UDP", f->link);
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "pid %d: fd %d: %s socket %s is not in this network namespace", f->pid, f->fd,
+					 proto == IPPROTO_TCP ? "TCP" : "UDP", f->link);
 	}
 	ie = arena_alloc(&d->arena, sizeof(*ie));
 	if (!ie)
@@ -386,7 +388,8 @@ int inet_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 	case TCP_LISTEN:
 		if (s->rqueue)
 			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: fd %d: TCP listener %s has %u connections waiting to be accepted, which cannot be checkpointed",
+					 "pid %d: fd %d: TCP listener %s has %u connections waiting to be accepted, "
+					 "which cannot be checkpointed",
 					 f->pid, f->fd, from, s->rqueue);
 		ie->has_backlog = 1;
 		ie->backlog = s->wqueue;
@@ -406,10 +409,12 @@ int inet_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 	}
 	if (s->state == TCP_ESTABLISHED)
 		return snap_fail(ctx, -EOPNOTSUPP,
-				 "pid %d: fd %d: TCP connection %s -> %s is established; dump with --tcp-established to keep it or --tcp-close to give it back closed",
+				 "pid %d: fd %d: TCP connection %s -> %s is established; dump with --tcp-established "
+				 "to keep it or --tcp-close to give it back closed",
 				 f->pid, f->fd, from, to);
 	return snap_fail(ctx, -EOPNOTSUPP,
-			 "pid %d: fd %d: TCP connection %s -> %s is in state %s, which only --tcp-close can take (it comes back closed)",
+			 "pid %d: fd %d: TCP connection %s -> %s is in state %s, which only --tcp-close can take (it "
+			 "comes back closed)",
 			 f->pid, f->fd, from, to, state_name(s->state));
 }
 
@@ -515,7 +520,8 @@ static int send_queue_data(struct snap_ctx *ctx, int fd, const uint8_t *p, size_
 
 			if (poll(&pfd, 1, UNSENT_WAIT_MS) > 0)
 				continue;
-			return snap_fail(ctx, -ETIMEDOUT, "%s: the peer did not take the %zu bytes never sent", what, len);
+			return snap_fail(ctx, -ETIMEDOUT, "%s: the peer did not take the %zu bytes never sent", what,
+					 len);
 		}
 		if (n <= 0)
 			return snap_fail(ctx, n < 0 ? -errno : -EIO, "%s: cannot queue %zu bytes again: %s", what, len,
@@ -665,7 +671,8 @@ static int restore_one(struct snap_ctx *ctx, struct files_restore *rs, const Fil
 			r = bind_src(ctx, fd, ie, what);
 		if (!r && ie->state == TCP_LISTEN && listen(fd, (int)ie->backlog))
 			r = snap_fail(ctx, -errno, "%s: cannot listen: %m", what);
-		/* A UDP socket connects once its datagrams are back: connected, it would take them from its peer only. */
+		/* A UDP socket connects once its datagrams are back: connected, it would take them from its peer only.
+		 */
 		if (ie->protocol == IPPROTO_UDP)
 			return r;
 	}
@@ -703,8 +710,8 @@ static int udp_fill(struct snap_ctx *ctx, struct files_restore *rs, const FileEn
 	for (size_t i = 0; i < ie->n_queue; i++) {
 		const InetMsgEntry *m = ie->queue[i];
 
-		if (sendto(rs->fds[m->from_id - 1], m->data.data, m->data.len, MSG_DONTWAIT, (struct sockaddr *)&ss, len) !=
-		    (ssize_t)m->data.len)
+		if (sendto(rs->fds[m->from_id - 1], m->data.data, m->data.len, MSG_DONTWAIT, (struct sockaddr *)&ss,
+			   len) != (ssize_t)m->data.len)
 			return snap_fail(ctx, -errno, "%s: cannot send datagram %zu again: %m", what, i);
 	}
 	/* UDP drops what does not fit: count what arrived, whole datagrams at a time (the peek offset counts bytes). */

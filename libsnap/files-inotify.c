@@ -34,7 +34,8 @@ static int open_mount_of(uint32_t sdev)
 		char mnt[PATH_MAX];
 
 		/* id parent major:minor root mount-point ... */
-		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &ma, &mi, mnt) != 3 || ma != want_major || mi != want_minor)
+		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &ma, &mi, mnt) != 3 || ma != want_major ||
+		    mi != want_minor)
 			continue;
 		fd = open(mnt, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	}
@@ -57,8 +58,9 @@ static int watch_path(struct snap_ctx *ctx, struct dump_file *f, const struct fd
 	ssize_t n;
 
 	if (!w->fhandle_bytes)
-		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: inotify watch %d: its filesystem gives no file handle",
-				 f->pid, f->fd, w->wd);
+		return snap_fail(ctx, -EOPNOTSUPP,
+				 "pid %d: fd %d: inotify watch %d: its filesystem gives no file handle", f->pid, f->fd,
+				 w->wd);
 	mfd = open_mount_of(w->sdev);
 	if (mfd < 0)
 		return snap_fail(ctx, -ENOENT, "pid %d: fd %d: inotify watch %d: no mount of device %u:%u here", f->pid,
@@ -75,8 +77,8 @@ static int watch_path(struct snap_ctx *ctx, struct dump_file *f, const struct fd
 	n = readlink(proc, path, len - 1);
 	close(fd);
 	if (n <= 0)
-		return snap_fail(ctx, -errno, "pid %d: fd %d: inotify watch %d: cannot name the watched inode: %m", f->pid,
-				 f->fd, w->wd);
+		return snap_fail(ctx, -errno, "pid %d: fd %d: inotify watch %d: cannot name the watched inode: %m",
+				 f->pid, f->fd, w->wd);
 	path[n] = '\0';
 	*ret_nofollow = false;
 	if (path[0] == '/' && !stat(path, &st) && st.st_ino == w->ino)
@@ -86,8 +88,9 @@ static int watch_path(struct snap_ctx *ctx, struct dump_file *f, const struct fd
 		*ret_nofollow = true;
 		return 0;
 	}
-	return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: inotify watch %d is on inode %llu (%s), which has no path any more",
-			 f->pid, f->fd, w->wd, (unsigned long long)w->ino, path);
+	return snap_fail(ctx, -EOPNOTSUPP,
+			 "pid %d: fd %d: inotify watch %d is on inode %llu (%s), which has no path any more", f->pid,
+			 f->fd, w->wd, (unsigned long long)w->ino, path);
 }
 
 int inotify_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
@@ -99,11 +102,13 @@ int inotify_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f
 
 	/* Queued events cannot be put back: they would be lost. */
 	if (ioctl(f->local, FIONREAD, &pending))
-		return snap_fail(ctx, -errno, "pid %d: fd %d: cannot tell how many inotify events are queued: %m", f->pid,
-				 f->fd);
+		return snap_fail(ctx, -errno, "pid %d: fd %d: cannot tell how many inotify events are queued: %m",
+				 f->pid, f->fd);
 	if (pending)
-		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: inotify instance has %d bytes of events not read yet, which cannot be restored",
-				 f->pid, f->fd, pending);
+		return snap_fail(
+			ctx, -EOPNOTSUPP,
+			"pid %d: fd %d: inotify instance has %d bytes of events not read yet, which cannot be restored",
+			f->pid, f->fd, pending);
 	r = fdinfo_parse_inotify(f->fdinfo, &wds, &nr, &bad_line);
 	if (r == -ENOMEM)
 		return snap_fail(ctx, r, "out of memory");
@@ -127,8 +132,8 @@ int inotify_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f
 			break;
 		}
 		if (wds[i].wd < 1 || wds[i].wd > WD_MAX) {
-			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: inotify watch descriptor %d is out of range", f->pid,
-				      f->fd, wds[i].wd);
+			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: inotify watch descriptor %d is out of range",
+				      f->pid, f->fd, wds[i].wd);
 			break;
 		}
 		r = watch_path(ctx, f, &wds[i], path, sizeof(path), &nofollow);
@@ -166,8 +171,8 @@ int inotify_validate(struct snap_ctx *ctx, const struct files_image *fi, const F
 		struct stat st;
 
 		if (we->wd < 1 || we->wd > WD_MAX || (i && we->wd == fe->inotify->watches[i - 1]->wd))
-			return snap_fail(ctx, -EINVAL, "image open-files.img: inotify %u: bad or repeated watch %d", fe->id,
-					 we->wd);
+			return snap_fail(ctx, -EINVAL, "image open-files.img: inotify %u: bad or repeated watch %d",
+					 fe->id, we->wd);
 		if (((we->mask & IN_DONT_FOLLOW) ? lstat(we->path, &st) : stat(we->path, &st)))
 			return snap_fail(ctx, -errno, "inotify watch %d: %s no longer exists: %m", we->wd, we->path);
 		if (st.st_ino != we->ino)
@@ -190,7 +195,8 @@ static int add_watch(struct snap_ctx *ctx, int fd, const InotifyWatchEntry *we, 
 		if (wd == we->wd)
 			return 0;
 		if (wd > we->wd)
-			return snap_fail(ctx, -EINVAL, "%s: watch on %s became %d, past %d", what, we->path, wd, we->wd);
+			return snap_fail(ctx, -EINVAL, "%s: watch on %s became %d, past %d", what, we->path, wd,
+					 we->wd);
 		if (inotify_rm_watch(fd, wd))
 			return snap_fail(ctx, -errno, "%s: cannot remove watch %d: %m", what, wd);
 	}

@@ -15,8 +15,7 @@
 #define PIPE_DATA_MAX (IMG_MAX_RECORD - 4096)
 
 /* Copies the unread bytes of the pipe behind @f without taking them: tee(2) into a pipe of ours. */
-static int peek_pipe(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, uint32_t capacity,
-		     PipeEntry *pe)
+static int peek_pipe(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, uint32_t capacity, PipeEntry *pe)
 {
 	char path[64];
 	int src, tmp[2] = { -1, -1 }, avail = 0, r = 0;
@@ -60,8 +59,8 @@ static int peek_pipe(struct snap_ctx *ctx, struct files_dump *d, struct dump_fil
 	for (int got = 0; got < avail;) {
 		n = read(tmp[0], pe->data.data + got, (size_t)(avail - got));
 		if (n <= 0) {
-			r = snap_fail(ctx, n < 0 ? -errno : -EIO, "pid %d: fd %d (%s): cannot read the copy of its data",
-				      f->pid, f->fd, f->link);
+			r = snap_fail(ctx, n < 0 ? -errno : -EIO,
+				      "pid %d: fd %d (%s): cannot read the copy of its data", f->pid, f->fd, f->link);
 			goto out;
 		}
 		got += (int)n;
@@ -125,7 +124,8 @@ int pipe_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 		for (size_t i = 0; i < d->nr_pipes; i++)
 			if (d->pipes[i]->id == id && d->pipes[i]->data.len)
 				return snap_fail(ctx, -EOPNOTSUPP,
-						 "pid %d: fd %d: %s %s is in packet mode (O_DIRECT) and holds unread packets, whose boundaries cannot be kept",
+						 "pid %d: fd %d: %s %s is in packet mode (O_DIRECT) and holds unread "
+						 "packets, whose boundaries cannot be kept",
 						 f->pid, f->fd, f->ops->name, f->link);
 	}
 	if (f->ops->kind == FILE_KIND__FILE_PIPE) {
@@ -134,8 +134,8 @@ int pipe_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 		return 0;
 	}
 	if (f->link[0] != '/' || strstr(f->link, " (deleted)"))
-		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: FIFO %s has no path we can open again", f->pid, f->fd,
-				 f->link);
+		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: FIFO %s has no path we can open again", f->pid,
+				 f->fd, f->link);
 	f->fe->body_case = FILE_ENTRY__BODY_REG;
 	f->fe->reg = arena_alloc(&d->arena, sizeof(*f->fe->reg));
 	if (!f->fe->reg)
@@ -177,16 +177,15 @@ static int fill_pipe(struct snap_ctx *ctx, int fd, const PipeEntry *pe, const ch
 		ssize_t n = write(fd, pe->data.data + done, pe->data.len - done);
 
 		if (n <= 0)
-			return snap_fail(ctx, n < 0 ? -errno : -EIO, "%s: cannot put its %zu unread bytes back: %s", what,
-					 pe->data.len, n < 0 ? strerror(errno) : "no room");
+			return snap_fail(ctx, n < 0 ? -errno : -EIO, "%s: cannot put its %zu unread bytes back: %s",
+					 what, pe->data.len, n < 0 ? strerror(errno) : "no room");
 		done += (size_t)n;
 	}
 	return 0;
 }
 
 /* One pipe of the image: made with its data, then every description of it opened from our copy. */
-static int restore_one(struct snap_ctx *ctx, struct files_restore *rs, const PipeEntry *pe, bool fifo,
-		       const char *path)
+static int restore_one(struct snap_ctx *ctx, struct files_restore *rs, const PipeEntry *pe, bool fifo, const char *path)
 {
 	const struct files_image *fi = rs->fi;
 	char what[PATH_MAX + 32];
@@ -255,7 +254,8 @@ int pipe_restore(struct snap_ctx *ctx, struct files_restore *rs)
 				fifo_path = fe->reg->path;
 		}
 		if (used && fifo_path)
-			return snap_fail(ctx, -EINVAL, "image: pipe %u is both a pipe and the FIFO %s", pe->id, fifo_path);
+			return snap_fail(ctx, -EINVAL, "image: pipe %u is both a pipe and the FIFO %s", pe->id,
+					 fifo_path);
 		if (!used && !fifo_path)
 			continue;
 		r = restore_one(ctx, rs, pe, fifo_path != NULL, fifo_path);

@@ -19,7 +19,7 @@
 #include "files.h"
 
 #define DELETED_SUFFIX " (deleted)"
-#define MEMFD_PREFIX "/memfd:"
+#define MEMFD_PREFIX   "/memfd:"
 /* memfd_create(2) takes names of up to 249 bytes. */
 #define MEMFD_NAME_MAX 249
 /* Flags that described how a file was created, not how it is open (an O_TMPFILE file keeps __O_TMPFILE). */
@@ -63,7 +63,8 @@ static int dump_chr(struct snap_ctx *ctx, struct dump_file *f, RegFileEntry *reg
 
 	if (is_tty(rdev))
 		return snap_fail(ctx, -EOPNOTSUPP,
-				 "pid %d: fd %d is a terminal (%s, %u:%u); restoring a process attached to a terminal needs --shell-job, which this version does not have yet",
+				 "pid %d: fd %d is a terminal (%s, %u:%u); restoring a process attached to a terminal "
+				 "needs --shell-job, which this version does not have yet",
 				 f->pid, f->fd, f->link, major(rdev), minor(rdev));
 	if (!stateless_chr(rdev))
 		return snap_fail(ctx, -EOPNOTSUPP,
@@ -114,7 +115,8 @@ static int dump_deleted(struct snap_ctx *ctx, struct files_dump *d, struct dump_
 
 	if (f->st.st_nlink)
 		return snap_fail(ctx, -EOPNOTSUPP,
-				 "pid %d: fd %d (%s): the name it was opened by is gone but the file has %lu other links, which cannot be found",
+				 "pid %d: fd %d (%s): the name it was opened by is gone but the file has %lu other "
+				 "links, which cannot be found",
 				 f->pid, f->fd, f->link, (unsigned long)f->st.st_nlink);
 	r = files_dump_content(ctx, d, f, &id);
 	if (r)
@@ -168,8 +170,9 @@ int reg_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 	default:
 		return snap_fail(ctx, -EINVAL, "pid %d: fd %d: not a file opened by path", f->pid, f->fd);
 	}
-	return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d refers to %s, which was deleted; only regular files come back deleted",
-			 f->pid, f->fd, f->link);
+	return snap_fail(ctx, -EOPNOTSUPP,
+			 "pid %d: fd %d refers to %s, which was deleted; only regular files come back deleted", f->pid,
+			 f->fd, f->link);
 }
 
 /* ---- restore ---- */
@@ -190,16 +193,19 @@ int reg_content_validate(struct snap_ctx *ctx, const struct files_image *fi, con
 
 		if (run->offset < end || run->len > ce->size || run->offset > ce->size - run->len ||
 		    run->len > fi->data_size || run->data_off > fi->data_size - run->len)
-			return snap_fail(ctx, -EINVAL, "image file-contents.img: content %u: bad data run %zu", ce->id, i);
+			return snap_fail(ctx, -EINVAL, "image file-contents.img: content %u: bad data run %zu", ce->id,
+					 i);
 		end = run->offset + run->len;
 	}
 	if (ce->memfd_name) {
 		if (strlen(ce->memfd_name) > MEMFD_NAME_MAX)
-			return snap_fail(ctx, -EINVAL, "image file-contents.img: content %u: memfd name too long", ce->id);
+			return snap_fail(ctx, -EINVAL, "image file-contents.img: content %u: memfd name too long",
+					 ce->id);
 		return 0;
 	}
 	if (!ce->path || ce->path[0] != '/')
-		return snap_fail(ctx, -EINVAL, "image file-contents.img: content %u: neither a memfd nor a path", ce->id);
+		return snap_fail(ctx, -EINVAL, "image file-contents.img: content %u: neither a memfd nor a path",
+				 ce->id);
 	{
 		char *dir = strdup(ce->path);
 		struct stat st;
@@ -209,7 +215,8 @@ int reg_content_validate(struct snap_ctx *ctx, const struct files_image *fi, con
 			return snap_fail(ctx, -ENOMEM, "out of memory");
 		*strrchr(dir, '/') = '\0';
 		if (stat(dir[0] ? dir : "/", &st) || !S_ISDIR(st.st_mode))
-			r = snap_fail(ctx, -ENOENT, "deleted file %s: its directory %s no longer exists, so it cannot be made again",
+			r = snap_fail(ctx, -ENOENT,
+				      "deleted file %s: its directory %s no longer exists, so it cannot be made again",
 				      ce->path, dir[0] ? dir : "/");
 		free(dir);
 		return r;
@@ -240,10 +247,12 @@ int reg_validate(struct snap_ctx *ctx, const struct files_image *fi, const FileE
 			return 0;
 		/* A file read only must be what the process read; a written one may have grown by its own hand. */
 		if ((fe->flags & O_ACCMODE) == O_RDONLY || (uint64_t)st.st_size < reg->pos)
-			return snap_fail(ctx, -ESTALE, "file %s changed size since the dump: %llu bytes then, %lld now%s",
-					 reg->path, (unsigned long long)reg->size, (long long)st.st_size,
+			return snap_fail(ctx, -ESTALE,
+					 "file %s changed size since the dump: %llu bytes then, %lld now%s", reg->path,
+					 (unsigned long long)reg->size, (long long)st.st_size,
 					 (uint64_t)st.st_size < reg->pos ? ", below the open file's offset" : "");
-		snap_warn(ctx, "file %s changed size since the dump: %llu bytes then, %lld now (it is open for writing)",
+		snap_warn(ctx,
+			  "file %s changed size since the dump: %llu bytes then, %lld now (it is open for writing)",
 			  reg->path, (unsigned long long)reg->size, (long long)st.st_size);
 		return 0;
 	case FILE_KIND__FILE_DIR:
@@ -278,8 +287,9 @@ static int copy_runs(struct snap_ctx *ctx, const struct files_image *fi, const F
 			ssize_t n = pread(fi->data_fd, buf, want, (off_t)(run->data_off + done));
 
 			if (n <= 0) {
-				r = snap_fail(ctx, n < 0 ? -errno : -EIO, "%s: cannot read its content from file-data.img: %s",
-					      what, n < 0 ? strerror(errno) : "short file");
+				r = snap_fail(ctx, n < 0 ? -errno : -EIO,
+					      "%s: cannot read its content from file-data.img: %s", what,
+					      n < 0 ? strerror(errno) : "short file");
 				break;
 			}
 			if (pwrite(fd, buf, (size_t)n, (off_t)(run->offset + done)) != n) {

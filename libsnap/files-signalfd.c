@@ -17,8 +17,8 @@ int signalfd_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *
 
 	r = fdinfo_parse_signalfd(f->fdinfo, &mask, &bad_line);
 	if (r == -ENOENT)
-		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: this kernel does not show a signalfd's mask in fdinfo",
-				 f->pid, f->fd);
+		return snap_fail(ctx, -EOPNOTSUPP,
+				 "pid %d: fd %d: this kernel does not show a signalfd's mask in fdinfo", f->pid, f->fd);
 	if (r)
 		return snap_fail(ctx, r, "pid %d: fd %d: malformed signalfd fdinfo line %d", f->pid, f->fd, bad_line);
 	f->fe->signalfd = arena_alloc(&d->arena, sizeof(*f->fe->signalfd));

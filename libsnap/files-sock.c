@@ -38,7 +38,7 @@ struct sk_opt {
 };
 
 #define ALL_INET (F_INET | F_INET6)
-#define ANY (F_UNIX | ALL_INET)
+#define ANY	 (F_UNIX | ALL_INET)
 
 static const struct sk_opt opts[] = {
 	{ SOL_SOCKET, SO_REUSEADDR, OPT_INT, sizeof(int), ANY, "SO_REUSEADDR" },
@@ -196,8 +196,8 @@ int sk_restore_opts(struct snap_ctx *ctx, int fd, SkOptEntry *const *entries, si
 			name = name == SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
 			r = setsockopt(fd, level, name, &v, sizeof(v));
 		} else if (o->fmt == OPT_STR) {
-			r = setsockopt(fd, level, name, e->value.data, (socklen_t)strnlen((const char *)e->value.data,
-										    e->value.len));
+			r = setsockopt(fd, level, name, e->value.data,
+				       (socklen_t)strnlen((const char *)e->value.data, e->value.len));
 		} else {
 			r = setsockopt(fd, level, name, e->value.data, (socklen_t)e->value.len);
 		}

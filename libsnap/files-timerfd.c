@@ -54,10 +54,12 @@ int timerfd_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f
 		r = fdinfo_parse_timerfd(text, &tf, &bad_line);
 		free(text);
 		if (r == -ENOENT)
-			return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: this kernel does not show a timerfd's state in fdinfo",
-					 f->pid, f->fd);
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "pid %d: fd %d: this kernel does not show a timerfd's state in fdinfo", f->pid,
+					 f->fd);
 		if (r)
-			return snap_fail(ctx, r, "pid %d: fd %d: malformed timerfd fdinfo line %d", f->pid, f->fd, bad_line);
+			return snap_fail(ctx, r, "pid %d: fd %d: malformed timerfd fdinfo line %d", f->pid, f->fd,
+					 bad_line);
 		if (timerfd_gettime(f->local, &after))
 			return snap_fail(ctx, -errno, "pid %d: fd %d: timerfd_gettime: %m", f->pid, f->fd);
 		clock_gettime(CLOCK_REALTIME, &now);
@@ -65,8 +67,9 @@ int timerfd_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f
 		    (ts_ns(&after.it_value) || !ts_ns(&before.it_value)))
 			break;
 		if (attempt == 10)
-			return snap_fail(ctx, -EAGAIN, "pid %d: fd %d: its timer expires too often to read it consistently",
-					 f->pid, f->fd);
+			return snap_fail(ctx, -EAGAIN,
+					 "pid %d: fd %d: its timer expires too often to read it consistently", f->pid,
+					 f->fd);
 	}
 	te = arena_alloc(&d->arena, sizeof(*te));
 	if (!te)
@@ -96,8 +99,8 @@ int timerfd_validate(struct snap_ctx *ctx, const struct files_image *fi, const F
 	case CLOCK_BOOTTIME_ALARM:
 		break;
 	default:
-		return snap_fail(ctx, -EINVAL, "image open-files.img: timerfd %u: clock %d is not one timerfd takes", fe->id,
-				 te->clockid);
+		return snap_fail(ctx, -EINVAL, "image open-files.img: timerfd %u: clock %d is not one timerfd takes",
+				 fe->id, te->clockid);
 	}
 	if (te->settime_flags & ~(uint32_t)(TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET))
 		return snap_fail(ctx, -EINVAL, "image open-files.img: timerfd %u: unknown settime flags 0%o", fe->id,

@@ -21,9 +21,9 @@
 #include "sockdiag.h"
 
 /* Unread bytes of one socket must fit in its image record. */
-#define QUEUE_MAX (IMG_MAX_RECORD - (64u << 10))
-#define PEEK_BUF (IMG_MAX_RECORD)
-#define RCV_SHUTDOWN 1
+#define QUEUE_MAX     (IMG_MAX_RECORD - (64u << 10))
+#define PEEK_BUF      (IMG_MAX_RECORD)
+#define RCV_SHUTDOWN  1
 #define SEND_SHUTDOWN 2
 
 static bool named(const UnixSkEntry *u)
@@ -112,8 +112,12 @@ static int peek_queue(struct snap_ctx *ctx, struct files_dump *d, struct dump_fi
 	for (;;) {
 		struct sockaddr_un from;
 		struct iovec iov = { buf, PEEK_BUF };
-		struct msghdr mh = { .msg_name = &from, .msg_namelen = sizeof(from), .msg_iov = &iov, .msg_iovlen = 1,
-				     .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		struct msghdr mh = { .msg_name = &from,
+				     .msg_namelen = sizeof(from),
+				     .msg_iov = &iov,
+				     .msg_iovlen = 1,
+				     .msg_control = cbuf,
+				     .msg_controllen = sizeof(cbuf) };
 		UnixMsgEntry *m;
 		ssize_t n = recvmsg(f->local, &mh, MSG_PEEK | MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
@@ -139,13 +143,14 @@ static int peek_queue(struct snap_ctx *ctx, struct files_dump *d, struct dump_fi
 		}
 		if (r || (mh.msg_flags & MSG_CTRUNC)) {
 			r = snap_fail(ctx, -EOPNOTSUPP,
-				      "pid %d: fd %d: unix socket has file descriptors in flight (SCM_RIGHTS), which cannot be checkpointed yet",
+				      "pid %d: fd %d: unix socket has file descriptors in flight (SCM_RIGHTS), which "
+				      "cannot be checkpointed yet",
 				      f->pid, f->fd);
 			break;
 		}
 		if (mh.msg_flags & MSG_TRUNC) {
-			r = snap_fail(ctx, -EFBIG, "pid %d: fd %d: a queued message is larger than %u bytes", f->pid, f->fd,
-				      PEEK_BUF);
+			r = snap_fail(ctx, -EFBIG, "pid %d: fd %d: a queued message is larger than %u bytes", f->pid,
+				      f->fd, PEEK_BUF);
 			break;
 		}
 		total += (size_t)n;
@@ -237,12 +242,13 @@ static int find_accepted(struct snap_ctx *ctx, struct dump_file *f, const struct
 		return 0;
 	}
 	return snap_fail(ctx, -EOPNOTSUPP,
-			 "pid %d: fd %d: both ends of this unix connection are named and neither name has a listener, so which end was accepted is unknown",
+			 "pid %d: fd %d: both ends of this unix connection are named and neither name has a listener, "
+			 "so which end was accepted is unknown",
 			 f->pid, f->fd);
 }
 
-static int check_peers(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f,
-		       const struct unix_diag_table *t, const struct unix_diag_sk *s)
+static int check_peers(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, const struct unix_diag_table *t,
+		       const struct unix_diag_sk *s)
 {
 	char what[256];
 
@@ -251,9 +257,10 @@ static int check_peers(struct snap_ctx *ctx, struct files_dump *d, struct dump_f
 				 f->pid, f->fd, describe_outside(ctx, d, t, s->peer, what, sizeof(what)));
 	for (size_t i = 0; i < s->nr_icons; i++)
 		if (!dump_sk_by_ino(d, s->icons[i]))
-			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: fd %d: unix listener has a connection waiting from %s, outside the dump",
-					 f->pid, f->fd, describe_outside(ctx, d, t, s->icons[i], what, sizeof(what)));
+			return snap_fail(
+				ctx, -EOPNOTSUPP,
+				"pid %d: fd %d: unix listener has a connection waiting from %s, outside the dump",
+				f->pid, f->fd, describe_outside(ctx, d, t, s->icons[i], what, sizeof(what)));
 	/* Sockets outside that are connected to this one would be cut off. */
 	for (size_t i = 0; i < t->nr; i++)
 		if (t->v[i].peer == s->ino && !dump_sk_by_ino(d, t->v[i].ino))
@@ -264,12 +271,13 @@ static int check_peers(struct snap_ctx *ctx, struct files_dump *d, struct dump_f
 
 		if (l && !dump_sk_by_ino(d, l->ino))
 			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: fd %d: unix socket waits to be accepted by %s, outside the dump", f->pid,
-					 f->fd, describe_outside(ctx, d, t, l->ino, what, sizeof(what)));
+					 "pid %d: fd %d: unix socket waits to be accepted by %s, outside the dump",
+					 f->pid, f->fd, describe_outside(ctx, d, t, l->ino, what, sizeof(what)));
 		/* What it sent sits in a socket accept() has not made yet: no way to read it. */
 		if (l && s->wqlen)
 			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: fd %d: unix socket waiting to be accepted has sent data nobody can read before accept()",
+					 "pid %d: fd %d: unix socket waiting to be accepted has sent data nobody can "
+					 "read before accept()",
 					 f->pid, f->fd);
 	}
 	return 0;
@@ -295,9 +303,10 @@ static int check_senders(struct snap_ctx *ctx, struct files_dump *d, struct dump
 			found = s && s->name_len == m->from.len && !memcmp(s->name, m->from.data, m->from.len);
 		}
 		if (!found)
-			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: fd %d: a queued datagram came from %s, which is not a socket of the dump",
-					 f->pid, f->fd, name_str(m->from.data, m->from.len, nm, sizeof(nm)));
+			return snap_fail(
+				ctx, -EOPNOTSUPP,
+				"pid %d: fd %d: a queued datagram came from %s, which is not a socket of the dump",
+				f->pid, f->fd, name_str(m->from.data, m->from.len, nm, sizeof(nm)));
 	}
 	return 0;
 }
@@ -321,16 +330,17 @@ int unix_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 		return r;
 	s = unix_diag_find(t, (uint64_t)f->st.st_ino);
 	if (!s)
-		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: unix socket %s is not in this network namespace", f->pid,
-				 f->fd, f->link);
+		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: unix socket %s is not in this network namespace",
+				 f->pid, f->fd, f->link);
 	if (s->type != SOCK_STREAM && s->type != SOCK_DGRAM && s->type != SOCK_SEQPACKET)
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: unix socket of type %u", f->pid, f->fd, s->type);
 	if (s->state != TCP_LISTEN && s->state != TCP_ESTABLISHED && s->state != TCP_CLOSE)
-		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: unix socket in state %u (connecting?)", f->pid, f->fd,
-				 s->state);
+		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d: unix socket in state %u (connecting?)", f->pid,
+				 f->fd, s->state);
 	if (scm_fds(f->fdinfo))
 		return snap_fail(ctx, -EOPNOTSUPP,
-				 "pid %d: fd %d: unix socket has %u file descriptors in flight (SCM_RIGHTS), which cannot be checkpointed yet",
+				 "pid %d: fd %d: unix socket has %u file descriptors in flight (SCM_RIGHTS), which "
+				 "cannot be checkpointed yet",
 				 f->pid, f->fd, scm_fds(f->fdinfo));
 	r = check_peers(ctx, d, f, t, s);
 	if (r)
@@ -358,7 +368,8 @@ int unix_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 			if (s->name[0] == '/')
 				snprintf(path, sizeof(path), "%.*s", (int)s->name_len, s->name);
 			else
-				snprintf(path, sizeof(path), "/proc/%d/cwd/%.*s", (int)f->pid, (int)s->name_len, s->name);
+				snprintf(path, sizeof(path), "/proc/%d/cwd/%.*s", (int)f->pid, (int)s->name_len,
+					 s->name);
 			if (stat(path, &st) || !s->has_vfs || st.st_ino != s->vfs_ino) {
 				u->has_name_unlinked = 1;
 				u->name_unlinked = 1;
@@ -445,8 +456,7 @@ static bool is_pending(const struct files_image *fi, uint64_t ino)
  * file nobody answers on any more, what a dead process leaves behind and
  * restore removes first.
  */
-static int check_name_free(struct snap_ctx *ctx, const struct files_image *fi, const UnixSkEntry *u,
-			   const char *what)
+static int check_name_free(struct snap_ctx *ctx, const struct files_image *fi, const UnixSkEntry *u, const char *what)
 {
 	char path[PATH_MAX + 120];
 	struct sockaddr_un sa;
@@ -649,8 +659,7 @@ static int make_alone(struct snap_ctx *ctx, struct unix_rs *us, const FileEntry 
  * A connected stream or seqpacket pair: @a accepted (named) or not. With
  * @b NULL, @a's peer was closed: a peer of ours stands in until the end.
  */
-static int make_pair(struct snap_ctx *ctx, struct unix_rs *us, const FileEntry *a, const FileEntry *b,
-		     int *ret_standin)
+static int make_pair(struct snap_ctx *ctx, struct unix_rs *us, const FileEntry *a, const FileEntry *b, int *ret_standin)
 {
 	const struct files_image *fi = us->rs->fi;
 	const UnixSkEntry *ua = a->unix_sk;

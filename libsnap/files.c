@@ -89,8 +89,9 @@ int files_dump_find_same(struct snap_ctx *ctx, struct files_dump *d, pid_t pid, 
 		r = kcmp(pid, f->pid, KCMP_FILE, (unsigned long)fd, (unsigned long)f->fd);
 		/* Without kcmp two fds of one file cannot be told shared or not: better no dump than a wrong one. */
 		if (r < 0)
-			return snap_fail(ctx, -errno, "pid %d: fds %d and %d: kcmp cannot tell whether they share a file: %m",
-					 pid, fd, f->fd);
+			return snap_fail(ctx, -errno,
+					 "pid %d: fds %d and %d: kcmp cannot tell whether they share a file: %m", pid,
+					 fd, f->fd);
 		if (r == 0) {
 			*ret = f;
 			return 0;
@@ -349,15 +350,17 @@ static const struct file_ops *classify(struct snap_ctx *ctx, struct dump_file *f
 		else if (domain == AF_PACKET)
 			what = "a packet socket";
 		else if (domain == AF_INET || domain == AF_INET6)
-			what = proto == IPPROTO_RAW || proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6 ?
-				       "a raw or ICMP socket" :
-				       "an inet socket of a protocol other than TCP and UDP";
+			what = proto == IPPROTO_RAW || proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6
+				       ? "a raw or ICMP socket"
+				       : "an inet socket of a protocol other than TCP and UDP";
 		if (what)
-			snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d is %s (%s, family %d, protocol %d), which cannot be checkpointed",
+			snap_fail(ctx, -EOPNOTSUPP,
+				  "pid %d: fd %d is %s (%s, family %d, protocol %d), which cannot be checkpointed",
 				  f->pid, f->fd, what, f->link, domain, proto);
 		else
-			snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d is a socket of family %d (%s), which cannot be checkpointed",
-				  f->pid, f->fd, domain, f->link);
+			snap_fail(ctx, -EOPNOTSUPP,
+				  "pid %d: fd %d is a socket of family %d (%s), which cannot be checkpointed", f->pid,
+				  f->fd, domain, f->link);
 		return NULL;
 	}
 	if (!strcmp(f->link, "anon_inode:[eventfd]"))
@@ -379,11 +382,12 @@ static const struct file_ops *classify(struct snap_ctx *ctx, struct dump_file *f
 	if (!what && S_ISBLK(m))
 		what = "a block device";
 	if (what)
-		snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d is %s (%s), which cannot be checkpointed", f->pid, f->fd, what,
-			  f->link);
+		snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d is %s (%s), which cannot be checkpointed", f->pid, f->fd,
+			  what, f->link);
 	else
-		snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d is a kind of file this version cannot checkpoint (%s, mode 0%o)",
-			  f->pid, f->fd, f->link, (unsigned)m);
+		snap_fail(ctx, -EOPNOTSUPP,
+			  "pid %d: fd %d is a kind of file this version cannot checkpoint (%s, mode 0%o)", f->pid,
+			  f->fd, f->link, (unsigned)m);
 	return NULL;
 }
 
@@ -606,8 +610,8 @@ int files_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
 }
 
 /* Copies the data of one deleted file or memfd into file-data.img, run by run, skipping holes. */
-static int write_content(struct snap_ctx *ctx, struct files_dump *d, struct dump_content *c,
-			 struct img_pages_writer *w, uint64_t *data_off)
+static int write_content(struct snap_ctx *ctx, struct files_dump *d, struct dump_content *c, struct img_pages_writer *w,
+			 uint64_t *data_off)
 {
 	const size_t chunk = 1 << 20;
 	FileContentEntry *ce = c->ce;
@@ -657,8 +661,9 @@ static int write_content(struct snap_ctx *ctx, struct files_dump *d, struct dump
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {
-				r = snap_fail(ctx, n < 0 ? -errno : -EIO, "pid %d: fd %d (%s): cannot read its content: %s",
-					      c->f->pid, c->f->fd, c->f->link, n < 0 ? strerror(errno) : "it shrank");
+				r = snap_fail(ctx, n < 0 ? -errno : -EIO,
+					      "pid %d: fd %d (%s): cannot read its content: %s", c->f->pid, c->f->fd,
+					      c->f->link, n < 0 ? strerror(errno) : "it shrank");
 				break;
 			}
 			r = img_pages_write(ctx, w, buf, (size_t)n, NULL);
@@ -744,8 +749,8 @@ void files_dump_free(struct files_dump *d)
 /* ---- restore: reading and validating ---- */
 
 /* Reads every record of a per-dump image of @kind into a malloc'd array. */
-static int read_all(struct snap_ctx *ctx, struct img_set *set, enum img_kind kind, const ProtobufCMessageDescriptor *desc,
-		    ProtobufCMessage ***ret, size_t *ret_nr)
+static int read_all(struct snap_ctx *ctx, struct img_set *set, enum img_kind kind,
+		    const ProtobufCMessageDescriptor *desc, ProtobufCMessage ***ret, size_t *ret_nr)
 {
 	ProtobufCMessage **v = NULL, *m;
 	struct img_reader *rd;
@@ -968,8 +973,8 @@ int files_image_validate(struct snap_ctx *ctx, const struct files_image *fi)
 		if (fd->fd < 0 || fd->fd > 1 << 20 || (i && fd->fd <= fi->fds[i - 1]->fd))
 			return snap_fail(ctx, -EINVAL, "fd %d: bad or repeated fd number in the image", fd->fd);
 		if (fd->file_id < 1 || fd->file_id > fi->nr_files)
-			return snap_fail(ctx, -EINVAL, "fd %d: refers to file %u, which the image does not have", fd->fd,
-					 fd->file_id);
+			return snap_fail(ctx, -EINVAL, "fd %d: refers to file %u, which the image does not have",
+					 fd->fd, fd->file_id);
 	}
 	for (size_t i = 0; i < fi->nr_files; i++) {
 		r = validate_file(ctx, fi, fi->files[i]);
@@ -1043,7 +1048,7 @@ int files_restore(struct snap_ctx *ctx, const struct files_image *fi, const int 
 	int *live = malloc((fi->nr_fds + nr_keep + 1) * sizeof(*live)), prev = -1, r = 0;
 	/* Kinds in the order they need each other: sockets may bind in the cwd, epolls watch the others. */
 	int (*const steps[])(struct snap_ctx *, struct files_restore *) = {
-		reg_restore,	  pipe_restore, eventfd_restore, signalfd_restore, timerfd_restore,
+		reg_restore,	 pipe_restore,	eventfd_restore, signalfd_restore, timerfd_restore,
 		inotify_restore, epoll_restore, unix_restore,	 inet_restore,	   epoll_restore_targets,
 	};
 

@@ -21,19 +21,19 @@ struct inet_diag_table;
 
 /* One open file description of the dump, shared by every fd that refers to it. */
 struct dump_file {
-	uint32_t id;	    /* 1, 2, ...: its file_entry's id */
-	pid_t pid;	    /* the first process and fd seen with it, for messages and /proc */
+	uint32_t id; /* 1, 2, ...: its file_entry's id */
+	pid_t pid;   /* the first process and fd seen with it, for messages and /proc */
 	int fd;
-	int local;	    /* our own descriptor of it, taken with pidfd_getfd */
-	struct stat st;	    /* fstat of local */
-	char *link;	    /* /proc/PID/fd/FD */
-	char *fdinfo;	    /* all of /proc/PID/fdinfo/FD */
-	uint32_t flags;	    /* open(2) flags, O_CLOEXEC removed (it belongs to each fd) */
+	int local;	/* our own descriptor of it, taken with pidfd_getfd */
+	struct stat st; /* fstat of local */
+	char *link;	/* /proc/PID/fd/FD */
+	char *fdinfo;	/* all of /proc/PID/fdinfo/FD */
+	uint32_t flags; /* open(2) flags, O_CLOEXEC removed (it belongs to each fd) */
 	uint64_t pos;
 	const struct file_ops *ops;
-	FileEntry *fe;	    /* its image record, in the dump's arena */
-	bool tcp_repair;    /* TCP_REPAIR is on: off again unless the process dies */
-	int tcp_reuse;	    /* SO_REUSEADDR before repair mode, which resets it */
+	FileEntry *fe;	 /* its image record, in the dump's arena */
+	bool tcp_repair; /* TCP_REPAIR is on: off again unless the process dies */
+	int tcp_reuse;	 /* SO_REUSEADDR before repair mode, which resets it */
 };
 
 /* A deleted file or memfd whose bytes go to file-data.img. */
@@ -58,7 +58,7 @@ struct files_dump {
 	/* The fd table of the process being collected, for epolls looking up their targets. */
 	const struct dump_fd *cur_fds;
 	size_t cur_nr_fds;
-	struct unix_diag_table *unix_table; /* loaded on first use */
+	struct unix_diag_table *unix_table;	/* loaded on first use */
 	struct inet_diag_table *inet_tables[4]; /* tcp4, tcp6, udp4, udp6 */
 	/* Holders of pipes and sockets outside the dump, found by one scan of /proc on first use. */
 	struct outside_holder *outside;

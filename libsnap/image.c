@@ -18,7 +18,7 @@
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
-#define HDR_SIZE ((size_t)sizeof(struct img_header))
+#define HDR_SIZE     ((size_t)sizeof(struct img_header))
 #define TRAILER_SIZE ((size_t)12)
 /* Framed files are built here and written out whenever it fills. */
 #define WRITE_BUF_SIZE ((size_t)1 << 20)
@@ -45,16 +45,19 @@ static const struct kind_row kinds[] = {
 	[IMG_KIND_INVENTORY] = { { "inventory", true, &inventory_entry__descriptor, NULL }, IMG_INVENTORY, false },
 	[IMG_KIND_PSTREE] = { { "pstree", true, NULL, &pstree_entry__descriptor }, "pstree.img", false },
 	[IMG_KIND_CORE] = { { "core", true, &task_core_entry__descriptor, &thread_core_entry__descriptor },
-			    "core-", true },
+			    "core-",
+			    true },
 	[IMG_KIND_MM] = { { "mm", true, &mm_entry__descriptor, &vma_entry__descriptor }, "mm-", true },
 	[IMG_KIND_PAGEMAP] = { { "pagemap", true, &pagemap_head__descriptor, &pagemap_entry__descriptor },
-			       "pagemap-", true },
+			       "pagemap-",
+			       true },
 	[IMG_KIND_FILES] = { { "files", true, &fs_entry__descriptor, &fd_entry__descriptor }, "files-", true },
 	[IMG_KIND_PAGES] = { { "pages", false, NULL, NULL }, "pages-", true },
 	[IMG_KIND_OPEN_FILES] = { { "open-files", true, NULL, &file_entry__descriptor }, "open-files.img", false },
 	[IMG_KIND_PIPES] = { { "pipes", true, NULL, &pipe_entry__descriptor }, "pipes.img", false },
 	[IMG_KIND_FILE_CONTENTS] = { { "file-contents", true, NULL, &file_content_entry__descriptor },
-				     "file-contents.img", false },
+				     "file-contents.img",
+				     false },
 	[IMG_KIND_FILE_DATA] = { { "file-data", false, NULL, NULL }, "file-data.img", false },
 };
 
@@ -482,8 +485,8 @@ int img_write_msg(struct snap_ctx *ctx, struct img_writer *w, const ProtobufCMes
 				 w->nr_records, want->name);
 	size = protobuf_c_message_get_packed_size(msg);
 	if (size > IMG_MAX_RECORD)
-		return snap_fail(ctx, -E2BIG, "image %s: record %u: %s is %zu bytes, over the limit of %u",
-				 w->out.name, w->nr_records, want->name, size, IMG_MAX_RECORD);
+		return snap_fail(ctx, -E2BIG, "image %s: record %u: %s is %zu bytes, over the limit of %u", w->out.name,
+				 w->nr_records, want->name, size, IMG_MAX_RECORD);
 	if (w->cap - w->len < 4 + size) {
 		int r = writer_flush(ctx, w);
 
@@ -571,8 +574,7 @@ int img_raw_open(struct snap_ctx *ctx, struct img_dir *dir, enum img_kind kind, 
 	return 0;
 }
 
-int img_pages_write(struct snap_ctx *ctx, struct img_pages_writer *w, const void *buf, size_t len,
-		    uint64_t *ret_offset)
+int img_pages_write(struct snap_ctx *ctx, struct img_pages_writer *w, const void *buf, size_t len, uint64_t *ret_offset)
 {
 	uint64_t off = w->out.size;
 	int r;
@@ -581,8 +583,7 @@ int img_pages_write(struct snap_ctx *ctx, struct img_pages_writer *w, const void
 		return w->out.err;
 	/* Restore maps and preads page files: every run must start on a page boundary. */
 	if (len % w->page_size)
-		return snap_fail(ctx, -EINVAL, "image %s: %zu bytes is not a whole number of pages", w->out.name,
-				 len);
+		return snap_fail(ctx, -EINVAL, "image %s: %zu bytes is not a whole number of pages", w->out.name, len);
 	r = out_write(ctx, &w->out, buf, len);
 	if (r < 0)
 		return r;
@@ -907,8 +908,8 @@ int img_read_msg(struct snap_ctx *ctx, struct img_reader *r, const ProtobufCMess
 		return snap_fail(ctx, -EBADMSG, "image %s: record %u: unexpected record after the %s", r->name,
 				 r->index, r->info->first ? r->info->first->name : "header");
 	if (desc != want)
-		return snap_fail(ctx, -EINVAL, "image %s: record %u: read as a %s, but it is a %s", r->name,
-				 r->index, desc->name, want->name);
+		return snap_fail(ctx, -EINVAL, "image %s: record %u: read as a %s, but it is a %s", r->name, r->index,
+				 desc->name, want->name);
 	/* Checked when the file was loaded, and checked again: this is what keeps the unpack in bounds. */
 	if (r->end - r->pos < 4)
 		return snap_fail(ctx, -EBADMSG, "image %s: record %u: truncated length", r->name, r->index);
@@ -920,8 +921,7 @@ int img_read_msg(struct snap_ctx *ctx, struct img_reader *r, const ProtobufCMess
 		return snap_fail(ctx, -EBADMSG, "image %s: record %u: malformed %s", r->name, r->index, desc->name);
 	if (msg->descriptor != desc) {
 		protobuf_c_message_free_unpacked(msg, NULL);
-		return snap_fail(ctx, -EBADMSG, "image %s: record %u: decoded as the wrong message", r->name,
-				 r->index);
+		return snap_fail(ctx, -EBADMSG, "image %s: record %u: decoded as the wrong message", r->name, r->index);
 	}
 	r->pos += 4 + (size_t)len;
 	r->index++;
@@ -975,7 +975,6 @@ int img_inventory_load(struct snap_ctx *ctx, int dirfd, InventoryEntry **ret)
 	ProtobufCMessage *msg;
 	struct stat st;
 	int err;
-
 
 	/* Written last, so its absence says more than a missing file would. */
 	if (fstatat(dirfd, IMG_INVENTORY, &st, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT)

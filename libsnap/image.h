@@ -28,11 +28,11 @@
  * inventory.img additionally records size and digest of every other file,
  * raw page files included.
  */
-#define IMG_MAGIC 0x50414e53u /* "SNAP" */
+#define IMG_MAGIC	   0x50414e53u /* "SNAP" */
 #define IMG_FORMAT_VERSION 1u
-#define IMG_MAX_RECORD (16u << 20)
-#define IMG_TRAILER_MARK 0xffffffffu
-#define IMG_INVENTORY "inventory.img"
+#define IMG_MAX_RECORD	   (16u << 20)
+#define IMG_TRAILER_MARK   0xffffffffu
+#define IMG_INVENTORY	   "inventory.img"
 
 enum img_kind {
 	IMG_KIND_INVENTORY = 1,
@@ -41,11 +41,11 @@ enum img_kind {
 	IMG_KIND_MM = 4,
 	IMG_KIND_PAGEMAP = 5,
 	IMG_KIND_FILES = 6,
-	IMG_KIND_PAGES = 7, /* raw page data: no header, no records */
-	IMG_KIND_OPEN_FILES = 8,    /* open file descriptions of the whole dump */
-	IMG_KIND_PIPES = 9,	    /* pipes and FIFOs with their unread data */
+	IMG_KIND_PAGES = 7,	     /* raw page data: no header, no records */
+	IMG_KIND_OPEN_FILES = 8,     /* open file descriptions of the whole dump */
+	IMG_KIND_PIPES = 9,	     /* pipes and FIFOs with their unread data */
 	IMG_KIND_FILE_CONTENTS = 10, /* deleted files and memfds */
-	IMG_KIND_FILE_DATA = 11,    /* raw bytes of those: no header, no records */
+	IMG_KIND_FILE_DATA = 11,     /* raw bytes of those: no header, no records */
 };
 
 struct img_header {
@@ -89,7 +89,8 @@ int img_writer_close(struct snap_ctx *ctx, struct img_writer *w); /* records the
 struct img_pages_writer;
 int img_pages_open(struct snap_ctx *ctx, struct img_dir *dir, int pid, struct img_pages_writer **ret);
 /* Appends @len bytes (multiple of the page size); *ret_offset = where they start. */
-int img_pages_write(struct snap_ctx *ctx, struct img_pages_writer *w, const void *buf, size_t len, uint64_t *ret_offset);
+int img_pages_write(struct snap_ctx *ctx, struct img_pages_writer *w, const void *buf, size_t len,
+		    uint64_t *ret_offset);
 int img_pages_close(struct snap_ctx *ctx, struct img_pages_writer *w);
 const char *img_pages_name(const struct img_pages_writer *w);
 /*

@@ -27,15 +27,15 @@
 #define SCRATCH_BELOW_SP 512
 
 struct parasite_ctl {
-	uint64_t syscall_ip;	   /* a system call instruction in the task's vDSO */
-	struct arch_regs regs;	   /* registers to use as the base of injected calls */
-	uint64_t remote_base;	   /* the shared area in the task */
+	uint64_t syscall_ip;   /* a system call instruction in the task's vDSO */
+	struct arch_regs regs; /* registers to use as the base of injected calls */
+	uint64_t remote_base;  /* the shared area in the task */
 	size_t size;
-	uint8_t *local;		   /* the shared area here */
+	uint8_t *local;		    /* the shared area here */
 	struct parasite_shared *sh; /* inside local */
-	int sock;		   /* our end of the command socket */
-	int remote_sock;	   /* the task's end, until the parasite owns (and closes) it */
-	bool running;		   /* the parasite owns the task's registers */
+	int sock;		    /* our end of the command socket */
+	int remote_sock;	    /* the task's end, until the parasite owns (and closes) it */
+	bool running;		    /* the parasite owns the task's registers */
 };
 
 static size_t page_align(size_t v)
@@ -206,7 +206,8 @@ close_remote:
 			  p->remote_base + p->size - PARASITE_STACK_SIZE, p->remote_base + shared_off);
 	r = arch_set_regs(t->pid, &regs);
 	if (r)
-		return snap_fail(ctx, r, "pid %d: cannot set registers to start the parasite: %s", t->pid, strerror(-r));
+		return snap_fail(ctx, r, "pid %d: cannot set registers to start the parasite: %s", t->pid,
+				 strerror(-r));
 	if (ptrace(PTRACE_CONT, t->pid, 0, 0))
 		return snap_fail(ctx, -errno, "pid %d: cannot start the parasite: %m", t->pid);
 	p->running = true;
@@ -279,7 +280,8 @@ int parasite_run_thread(struct snap_ctx *ctx, struct dump_task *t, struct dump_t
 	ta->info.ret = -EINPROGRESS;
 	if (ptrace(PTRACE_SETSIGMASK, th->tid, sizeof(all), &all))
 		return snap_fail(ctx, -errno, "pid %d: tid %d: cannot block signals: %m", t->pid, th->tid);
-	arch_prepare_call(&regs, p->remote_base + PARASITE_BLOB_OFF_parasite_entry, p->remote_base + p->size, ta_remote);
+	arch_prepare_call(&regs, p->remote_base + PARASITE_BLOB_OFF_parasite_entry, p->remote_base + p->size,
+			  ta_remote);
 	r = arch_set_regs(th->tid, &regs);
 	if (r)
 		return snap_fail(ctx, r, "pid %d: tid %d: cannot set registers: %s", t->pid, th->tid, strerror(-r));
@@ -345,7 +347,8 @@ int cure(struct snap_ctx *ctx, struct dump_task *t)
 		int ur = remote_call(ctx, t, SYS_munmap, p->remote_base, p->size, 0, 0, 0, 0, &ret);
 
 		if (!ur && ret)
-			ur = snap_fail(ctx, (int)ret, "pid %d: cannot unmap the parasite: %s", t->pid, strerror((int)-ret));
+			ur = snap_fail(ctx, (int)ret, "pid %d: cannot unmap the parasite: %s", t->pid,
+				       strerror((int)-ret));
 		if (ur && !r)
 			r = ur;
 		p->remote_base = 0;

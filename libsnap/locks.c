@@ -73,8 +73,9 @@ int locks_collect(struct snap_ctx *ctx, struct dump_task *t)
 				l.kind = FILE_LOCK_KIND__LOCK_OFD;
 				break;
 			default:
-				r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: fd %d (%s) holds a %s, which cannot be restored",
-					      t->pid, d->fd, dump_fd_path(t, d), pl[k].kind_name);
+				r = snap_fail(ctx, -EOPNOTSUPP,
+					      "pid %d: fd %d (%s) holds a %s, which cannot be restored", t->pid, d->fd,
+					      dump_fd_path(t, d), pl[k].kind_name);
 				continue;
 			}
 			l.fd = d->fd;
@@ -187,10 +188,11 @@ int locks_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const struct 
 		if (!fe || l->kind < FILE_LOCK_KIND__LOCK_FLOCK || l->kind > FILE_LOCK_KIND__LOCK_OFD ||
 		    (l->has_end && l->end < l->start) || l->start > INT64_MAX || (l->has_end && l->end > INT64_MAX) ||
 		    (l->kind == FILE_LOCK_KIND__LOCK_FLOCK && (l->start || l->has_end)))
-			return snap_fail(ctx, -EINVAL, "image core-%d.img: bad %s lock on fd %d", pid, kind_name(l->kind),
-					 l->fd);
+			return snap_fail(ctx, -EINVAL, "image core-%d.img: bad %s lock on fd %d", pid,
+					 kind_name(l->kind), l->fd);
 		/* A deleted file is its own again at restore: nobody else can hold a lock on it. */
-		if ((fe->kind != FILE_KIND__FILE_REG && fe->kind != FILE_KIND__FILE_DIR) || !fe->reg || fe->reg->has_content_id)
+		if ((fe->kind != FILE_KIND__FILE_REG && fe->kind != FILE_KIND__FILE_DIR) || !fe->reg ||
+		    fe->reg->has_content_id)
 			continue;
 		r = conflicting_holder(fe, l, &holder);
 		if (r < 0)
@@ -198,12 +200,13 @@ int locks_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const struct 
 					 kind_name(l->kind), fe->reg->path, strerror(-r));
 		if (r > 0 && holder > 0)
 			return snap_fail(ctx, -EAGAIN,
-					 "pid %d: fd %d: %s is locked by pid %d; its %s lock cannot be taken again", pid,
-					 l->fd, fe->reg->path, holder, kind_name(l->kind));
+					 "pid %d: fd %d: %s is locked by pid %d; its %s lock cannot be taken again",
+					 pid, l->fd, fe->reg->path, holder, kind_name(l->kind));
 		if (r > 0)
-			return snap_fail(ctx, -EAGAIN,
-					 "pid %d: fd %d: %s is locked by someone else; its %s lock cannot be taken again",
-					 pid, l->fd, fe->reg->path, kind_name(l->kind));
+			return snap_fail(
+				ctx, -EAGAIN,
+				"pid %d: fd %d: %s is locked by someone else; its %s lock cannot be taken again", pid,
+				l->fd, fe->reg->path, kind_name(l->kind));
 	}
 	return 0;
 }

@@ -16,14 +16,14 @@
 
 #include "mem.h"
 
-#define PM_PFN_MASK ((1ull << 55) - 1)
+#define PM_PFN_MASK  ((1ull << 55) - 1)
 #define PM_EXCLUSIVE (1ull << 56)
-#define PM_FILE (1ull << 61)
-#define PM_SWAP (1ull << 62)
-#define PM_PRESENT (1ull << 63)
+#define PM_FILE	     (1ull << 61)
+#define PM_SWAP	     (1ull << 62)
+#define PM_PRESENT   (1ull << 63)
 
 #define DRAIN_BUF_SIZE (16u << 20)
-#define PAGEMAP_BATCH 65536 /* pagemap entries read per pread */
+#define PAGEMAP_BATCH  65536 /* pagemap entries read per pread */
 
 static size_t page_size(void)
 {
@@ -52,8 +52,9 @@ static int classify(struct snap_ctx *ctx, pid_t pid, const struct proc_vma *v, V
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: hugetlb mapping at 0x%llx-0x%llx is not supported yet", pid,
 				 s, e);
 	else if (v->vmflags & (VMF_IO | VMF_PFNMAP))
-		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: device (I/O) mapping at 0x%llx-0x%llx (%s) is not supported",
-				 pid, s, e, v->path ? v->path : "anonymous");
+		return snap_fail(ctx, -EOPNOTSUPP,
+				 "pid %d: device (I/O) mapping at 0x%llx-0x%llx (%s) is not supported", pid, s, e,
+				 v->path ? v->path : "anonymous");
 	else if (v->shared && v->path && (!strcmp(v->path, "/dev/zero") || !strncmp(v->path, "[anon_shmem:", 12)) &&
 		 (v->deleted || v->path[0] == '['))
 		*ret_kind = VMA_KIND__VMA_ANON_SHARED;
@@ -151,7 +152,7 @@ struct drain {
 	size_t used;
 	struct run *runs;
 	size_t nr_runs, cap_runs;
-	bool new_vma;  /* runs never span two areas: restore fills area by area */
+	bool new_vma;	       /* runs never span two areas: restore fills area by area */
 	int parent_pagemap_fd; /* the parent's, to find pages still shared copy-on-write; -1 if none */
 	uint64_t *ppm;	       /* its pagemap entries, as pm */
 	uint64_t nr_pages;
@@ -183,8 +184,9 @@ static int drain_flush(struct drain *d)
 		if (d->runs[i].via_mem) {
 			got = pread(d->mem_fd, d->buf + done, d->runs[i].len, (off_t)d->runs[i].vaddr);
 			if (got != (ssize_t)d->runs[i].len)
-				return snap_fail(ctx, got < 0 ? -errno : -EIO, "pid %d: reading memory at 0x%llx failed",
-						 d->t->pid, (unsigned long long)d->runs[i].vaddr);
+				return snap_fail(ctx, got < 0 ? -errno : -EIO,
+						 "pid %d: reading memory at 0x%llx failed", d->t->pid,
+						 (unsigned long long)d->runs[i].vaddr);
 			done += d->runs[i].len;
 			i++;
 			continue;
@@ -302,17 +304,16 @@ static int drain_vma(struct drain *d, int pagemap_fd, const struct proc_vma *v, 
 			memset(d->ppm, 0, n * 8); /* no sharing found is always correct */
 		stage_end(d->ctx, SNAP_STAGE_DRAIN, t0);
 		if (got != (ssize_t)(n * 8))
-			return snap_fail(d->ctx, got < 0 ? -errno : -EIO, "pid %d: cannot read pagemap at 0x%llx", d->t->pid,
-					 (unsigned long long)addr);
+			return snap_fail(d->ctx, got < 0 ? -errno : -EIO, "pid %d: cannot read pagemap at 0x%llx",
+					 d->t->pid, (unsigned long long)addr);
 		for (size_t i = 0; twin && i < n;) {
 			size_t j;
 			int r;
 
 			/* The same physical page in the parent, not the zero page: still shared since the fork. */
-#define SHARED(k)                                                                                     \
+#define SHARED(k)                                                                                            \
 	((pm[k] & PM_PRESENT) && (d->ppm[k] & PM_PRESENT) && !(pm[k] & PM_FILE) && !(d->ppm[k] & PM_FILE) && \
-	 (pm[k] & PM_PFN_MASK) && (pm[k] & PM_PFN_MASK) == (d->ppm[k] & PM_PFN_MASK) &&                     \
-	 (pm[k] & PM_PFN_MASK) != zpfn)
+	 (pm[k] & PM_PFN_MASK) && (pm[k] & PM_PFN_MASK) == (d->ppm[k] & PM_PFN_MASK) && (pm[k] & PM_PFN_MASK) != zpfn)
 			if (!SHARED(i)) {
 				i++;
 				continue;
@@ -334,9 +335,9 @@ static int drain_vma(struct drain *d, int pagemap_fd, const struct proc_vma *v, 
 
 			/* A page holds data if it is ours (anonymous), present or swapped, and not the zero page. */
 #define STORED(e) \
-	(((e) & (PM_PRESENT | PM_SWAP)) && !((e) & PM_FILE) && !(zpfn && ((e) & PM_PRESENT) && ((e) & PM_PFN_MASK) == zpfn))
+	(((e) & (PM_PRESENT | PM_SWAP)) && !((e)&PM_FILE) && !(zpfn && ((e)&PM_PRESENT) && ((e)&PM_PFN_MASK) == zpfn))
 			/* Unreadable, or mapped more than once (a swapped page counts as that): see drain_flush(). */
-#define VIA_MEM(e) (!readable || !((e) & PM_EXCLUSIVE))
+#define VIA_MEM(e) (!readable || !((e)&PM_EXCLUSIVE))
 			if (!STORED(pm[i])) {
 				i++;
 				continue;
@@ -358,13 +359,14 @@ static int drain_vma(struct drain *d, int pagemap_fd, const struct proc_vma *v, 
 /* The parent's area with exactly @v's range, anonymous and private too. */
 static const struct proc_vma *parent_twin(const struct dump_task *parent, const struct proc_vma *v)
 {
-	if (!parent || v->shared || (v->path && strcmp(v->path, "[heap]") && strcmp(v->path, "[stack]") &&
-				     strncmp(v->path, "[anon:", 6)))
+	if (!parent || v->shared ||
+	    (v->path && strcmp(v->path, "[heap]") && strcmp(v->path, "[stack]") && strncmp(v->path, "[anon:", 6)))
 		return NULL;
 	for (size_t i = 0; i < parent->vmas.nr; i++) {
 		const struct proc_vma *p = &parent->vmas.v[i];
 
-		if (p->start == v->start && p->end == v->end && !p->shared && (!p->path || !strcmp(p->path, v->path ? v->path : "")))
+		if (p->start == v->start && p->end == v->end && !p->shared &&
+		    (!p->path || !strcmp(p->path, v->path ? v->path : "")))
 			return p;
 	}
 	return NULL;
@@ -386,8 +388,8 @@ static int drain_shmem(struct drain *d, const struct proc_vma *v, uint64_t *ret_
 		 (unsigned long long)v->end);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return snap_fail(d->ctx, -errno, "pid %d: cannot open shared memory at 0x%llx through %s: %m", d->t->pid,
-				 (unsigned long long)v->start, path);
+		return snap_fail(d->ctx, -errno, "pid %d: cannot open shared memory at 0x%llx through %s: %m",
+				 d->t->pid, (unsigned long long)v->start, path);
 	if (fstat(fd, &st)) {
 		r = snap_fail(d->ctx, -errno, "pid %d: cannot stat shared memory at 0x%llx: %m", d->t->pid,
 			      (unsigned long long)v->start);
@@ -410,8 +412,9 @@ static int drain_shmem(struct drain *d, const struct proc_vma *v, uint64_t *ret_
 
 			stage_end(d->ctx, SNAP_STAGE_DRAIN, t0);
 			if (got <= 0) {
-				r = snap_fail(d->ctx, got < 0 ? -errno : -EIO, "pid %d: reading shared memory at 0x%llx failed",
-					      d->t->pid, (unsigned long long)v->start);
+				r = snap_fail(d->ctx, got < 0 ? -errno : -EIO,
+					      "pid %d: reading shared memory at 0x%llx failed", d->t->pid,
+					      (unsigned long long)v->start);
 				break;
 			}
 			n = (size_t)got & ~(page_size() - 1);
@@ -487,7 +490,8 @@ static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *d
 		if (kind == VMA_KIND__VMA_FILE_PRIVATE || kind == VMA_KIND__VMA_FILE_SHARED) {
 			if (stat(v->path, &st) || st.st_ino != v->ino) {
 				r = snap_fail(ctx, -ESTALE,
-					      "pid %d: file %s mapped at 0x%llx is no longer at that path (replaced or removed)",
+					      "pid %d: file %s mapped at 0x%llx is no longer at that path (replaced or "
+					      "removed)",
 					      t->pid, v->path, (unsigned long long)v->start);
 				break;
 			}
@@ -500,8 +504,8 @@ static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *d
 		if (kind == VMA_KIND__VMA_ANON_SHARED) {
 			char path[96];
 
-			snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", t->pid, (unsigned long long)v->start,
-				 (unsigned long long)v->end);
+			snprintf(path, sizeof(path), "/proc/%d/map_files/%llx-%llx", t->pid,
+				 (unsigned long long)v->start, (unsigned long long)v->end);
 			if (stat(path, &st)) {
 				r = snap_fail(ctx, -errno, "pid %d: cannot stat shared memory at 0x%llx: %m", t->pid,
 					      (unsigned long long)v->start);
@@ -526,7 +530,8 @@ static int shmem_first(struct snap_ctx *ctx, struct shmem_set *set, uint64_t id)
 		if (set->ids[i] == id)
 			return 0;
 	if (set->nr == SHMEM_SET_MAX)
-		return snap_fail(ctx, -EOPNOTSUPP, "more than %d shared memory objects are not supported", SHMEM_SET_MAX);
+		return snap_fail(ctx, -EOPNOTSUPP, "more than %d shared memory objects are not supported",
+				 SHMEM_SET_MAX);
 	set->ids[set->nr++] = id;
 	return 1;
 }
@@ -584,8 +589,9 @@ int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, str
 		r = classify(ctx, t->pid, v, &kind);
 		if (!r && kind_has_pages(kind))
 			r = drain_vma(&d, pagemap_fd, v,
-				      d.parent_pagemap_fd >= 0 && kind == VMA_KIND__VMA_ANON_PRIVATE ? parent_twin(parent, v)
-												     : NULL,
+				      d.parent_pagemap_fd >= 0 && kind == VMA_KIND__VMA_ANON_PRIVATE
+					      ? parent_twin(parent, v)
+					      : NULL,
 				      zpfn, pm);
 		if (!r && kind == VMA_KIND__VMA_ANON_SHARED) {
 			uint64_t size = 0;
@@ -831,8 +837,7 @@ int mem_image_validate(struct snap_ctx *ctx, const struct mem_image *mi)
 						 mi->head->pages_file, i);
 			continue;
 		}
-		if (prev != SIZE_MAX &&
-		    pe->vaddr < mi->pages[prev]->vaddr + (uint64_t)mi->pages[prev]->nr_pages * ps)
+		if (prev != SIZE_MAX && pe->vaddr < mi->pages[prev]->vaddr + (uint64_t)mi->pages[prev]->nr_pages * ps)
 			return snap_fail(ctx, -EINVAL, "image %s: page run %zu (0x%llx) overlaps the one before",
 					 mi->head->pages_file, i, (unsigned long long)pe->vaddr);
 		prev = i;
@@ -862,10 +867,12 @@ int mem_premap_one(struct snap_ctx *ctx, const VmaEntry *v, uint64_t addr, uint3
 		p = mmap((void *)addr, len, (int)prot, flags | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	else
 		p = mmap((void *)addr, len, (int)prot,
-			 flags | (v->kind == VMA_KIND__VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE), fd, (off_t)v->pgoff);
+			 flags | (v->kind == VMA_KIND__VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE), fd,
+			 (off_t)v->pgoff);
 	if (p == MAP_FAILED)
-		return snap_fail(ctx, -errno, "area 0x%llx-0x%llx (%s): cannot premap: %m", (unsigned long long)v->start,
-				 (unsigned long long)v->end, v->path ? v->path : "anonymous");
+		return snap_fail(ctx, -errno, "area 0x%llx-0x%llx (%s): cannot premap: %m",
+				 (unsigned long long)v->start, (unsigned long long)v->end,
+				 v->path ? v->path : "anonymous");
 	return 0;
 }
 
@@ -940,7 +947,7 @@ static void *fill_range(void *arg)
  * faults in different threads proceed in parallel: large fills are split
  * between up to FILL_THREADS threads by bytes.
  */
-#define FILL_THREADS 4
+#define FILL_THREADS	  4
 #define FILL_PARALLEL_MIN (64ull << 20)
 
 int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *premap_of, int pages_fd)
@@ -978,8 +985,8 @@ int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *p
 	for (size_t k = 0; k < nr; k++) {
 		ctx->stats.pages_bytes += jobs[k].bytes;
 		if (jobs[k].err && !r)
-			r = snap_fail(ctx, jobs[k].err, "image %s: read at offset %llu failed: %s", mi->head->pages_file,
-				      (unsigned long long)jobs[k].err_off,
+			r = snap_fail(ctx, jobs[k].err, "image %s: read at offset %llu failed: %s",
+				      mi->head->pages_file, (unsigned long long)jobs[k].err_off,
 				      jobs[k].err == -EIO ? "unexpected end of file" : strerror(-jobs[k].err));
 	}
 	return r;

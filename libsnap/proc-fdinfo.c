@@ -254,8 +254,8 @@ static int epoll_line(void *opaque, const char *line, size_t len, int lineno)
 	t = list_add(ls);
 	if (!t)
 		return -ENOMEM;
-	if (!take_int(&p, end, &t->tfd) || t->tfd < 0 || !take_lit(&p, end, "events:") ||
-	    !take_u64(&p, end, 16, &v) || v > UINT32_MAX)
+	if (!take_int(&p, end, &t->tfd) || t->tfd < 0 || !take_lit(&p, end, "events:") || !take_u64(&p, end, 16, &v) ||
+	    v > UINT32_MAX)
 		return FAIL_LINE(&ls->st, lineno);
 	t->events = (uint32_t)v;
 	if (!take_lit(&p, end, "data:") || !take_u64(&p, end, 16, &t->data))
@@ -314,8 +314,7 @@ static int inotify_line(void *opaque, const char *line, size_t len, int lineno)
 	if (!take_u64(&p, end, 16, &v) || v > INT32_MAX)
 		return FAIL_LINE(&ls->st, lineno);
 	w->wd = (int)v;
-	if (!take_hex_field(&p, end, "ino:", UINT64_MAX, &w->ino) ||
-	    !take_hex_field(&p, end, "sdev:", UINT32_MAX, &v))
+	if (!take_hex_field(&p, end, "ino:", UINT64_MAX, &w->ino) || !take_hex_field(&p, end, "sdev:", UINT32_MAX, &v))
 		return FAIL_LINE(&ls->st, lineno);
 	w->sdev = (uint32_t)v;
 	if (!take_hex_field(&p, end, "mask:", UINT32_MAX, &v))
@@ -356,4 +355,3 @@ int fdinfo_parse_inotify(const char *text, struct fdinfo_inotify_wd **ret_wds, s
 
 	return finish_list(&ls, for_each_line(text, inotify_line, &ls), (void **)ret_wds, ret_nr, ret_bad_line);
 }
-

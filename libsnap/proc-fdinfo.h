@@ -55,5 +55,4 @@ struct fdinfo_inotify_wd {
 /* *ret_wds is malloc'd (NULL when there are none). */
 int fdinfo_parse_inotify(const char *text, struct fdinfo_inotify_wd **ret_wds, size_t *ret_nr, int *ret_bad_line);
 
-
 #endif

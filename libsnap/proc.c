@@ -478,8 +478,7 @@ static bool take_octal(const char *p, const char *end, uint64_t *out)
 }
 
 /* Splits "Key:\tvalue" into key and trimmed value; false if there is no ':'. */
-static bool split_key(char *line, size_t len, const char **key, size_t *key_len, const char **val,
-		      const char **val_end)
+static bool split_key(char *line, size_t len, const char **key, size_t *key_len, const char **val, const char **val_end)
 {
 	char *colon = memchr(line, ':', len);
 	const char *p, *end = line + len;
@@ -524,11 +523,11 @@ enum status_key {
 };
 
 static const char *const status_keys[SK__COUNT] = {
-	[SK_STATE] = "State",	  [SK_TGID] = "Tgid",	  [SK_PID] = "Pid",	  [SK_PPID] = "PPid",
-	[SK_TRACERPID] = "TracerPid", [SK_UMASK] = "Umask", [SK_UID] = "Uid",	  [SK_GID] = "Gid",
-	[SK_THREADS] = "Threads", [SK_SIGPND] = "SigPnd", [SK_SHDPND] = "ShdPnd", [SK_SIGBLK] = "SigBlk",
-	[SK_SIGIGN] = "SigIgn",	  [SK_SIGCGT] = "SigCgt", [SK_CAPINH] = "CapInh", [SK_CAPPRM] = "CapPrm",
-	[SK_CAPEFF] = "CapEff",	  [SK_CAPBND] = "CapBnd", [SK_CAPAMB] = "CapAmb", [SK_NSPID] = "NSpid",
+	[SK_STATE] = "State",	      [SK_TGID] = "Tgid",     [SK_PID] = "Pid",	      [SK_PPID] = "PPid",
+	[SK_TRACERPID] = "TracerPid", [SK_UMASK] = "Umask",   [SK_UID] = "Uid",	      [SK_GID] = "Gid",
+	[SK_THREADS] = "Threads",     [SK_SIGPND] = "SigPnd", [SK_SHDPND] = "ShdPnd", [SK_SIGBLK] = "SigBlk",
+	[SK_SIGIGN] = "SigIgn",	      [SK_SIGCGT] = "SigCgt", [SK_CAPINH] = "CapInh", [SK_CAPPRM] = "CapPrm",
+	[SK_CAPEFF] = "CapEff",	      [SK_CAPBND] = "CapBnd", [SK_CAPAMB] = "CapAmb", [SK_NSPID] = "NSpid",
 	[SK_SECCOMP] = "Seccomp",
 };
 
@@ -670,9 +669,9 @@ int proc_parse_status(FILE *f, struct proc_status *out)
 	return parse_status(f, out, &bad_line, &missing);
 }
 
-#define FDI_POS (1u << 0)
-#define FDI_FLAGS (1u << 1)
-#define FDI_MNT_ID (1u << 2)
+#define FDI_POS	     (1u << 0)
+#define FDI_FLAGS    (1u << 1)
+#define FDI_MNT_ID   (1u << 2)
 #define FDI_REQUIRED (FDI_POS | FDI_FLAGS | FDI_MNT_ID)
 
 /*

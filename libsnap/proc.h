@@ -12,22 +12,22 @@
 
 /* VmFlags from smaps that dump and restore care about. */
 enum proc_vmflag {
-	VMF_GROWSDOWN = 1u << 0,   /* gd */
-	VMF_SHARED = 1u << 1,	   /* sh */
-	VMF_MAYSHARE = 1u << 2,	   /* ms */
-	VMF_DONTDUMP = 1u << 3,	   /* dd */
-	VMF_DONTFORK = 1u << 4,	   /* dc */
-	VMF_HUGEPAGE = 1u << 5,	   /* hg */
-	VMF_NOHUGEPAGE = 1u << 6,  /* nh */
-	VMF_MERGEABLE = 1u << 7,   /* mg */
-	VMF_LOCKED = 1u << 8,	   /* lo */
-	VMF_IO = 1u << 9,	   /* io */
-	VMF_PFNMAP = 1u << 10,	   /* pf */
-	VMF_WIPEONFORK = 1u << 11, /* wf */
-	VMF_SEQREAD = 1u << 12,	   /* sr */
-	VMF_RANDREAD = 1u << 13,   /* rr */
-	VMF_NORESERVE = 1u << 14,  /* nr */
-	VMF_HUGETLB = 1u << 15,	   /* ht */
+	VMF_GROWSDOWN = 1u << 0,     /* gd */
+	VMF_SHARED = 1u << 1,	     /* sh */
+	VMF_MAYSHARE = 1u << 2,	     /* ms */
+	VMF_DONTDUMP = 1u << 3,	     /* dd */
+	VMF_DONTFORK = 1u << 4,	     /* dc */
+	VMF_HUGEPAGE = 1u << 5,	     /* hg */
+	VMF_NOHUGEPAGE = 1u << 6,    /* nh */
+	VMF_MERGEABLE = 1u << 7,     /* mg */
+	VMF_LOCKED = 1u << 8,	     /* lo */
+	VMF_IO = 1u << 9,	     /* io */
+	VMF_PFNMAP = 1u << 10,	     /* pf */
+	VMF_WIPEONFORK = 1u << 11,   /* wf */
+	VMF_SEQREAD = 1u << 12,	     /* sr */
+	VMF_RANDREAD = 1u << 13,     /* rr */
+	VMF_NORESERVE = 1u << 14,    /* nr */
+	VMF_HUGETLB = 1u << 15,	     /* ht */
 	VMF_UFFD_MISSING = 1u << 16, /* um */
 	VMF_UFFD_WP = 1u << 17,	     /* uw */
 };

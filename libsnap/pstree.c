@@ -92,15 +92,17 @@ static int plan_ids(struct snap_ctx *ctx, struct restore_tree *tree)
 		bool known = false;
 
 		if (!inherited(tree, pe->sid, true) && find_entry(tree, pe->sid) < 0)
-			return snap_fail(ctx, -EOPNOTSUPP, "pid %d: the leader %d of its session has exited; not supported yet",
-					 pe->pid, pe->sid);
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "pid %d: the leader %d of its session has exited; not supported yet", pe->pid,
+					 pe->sid);
 		if (inherited(tree, pe->pgid, false))
 			continue;
 		leader = find_entry(tree, pe->pgid);
 		if (leader >= 0) {
 			if (tree->entries[leader]->sid != pe->sid)
-				return snap_fail(ctx, -EINVAL, "image pstree.img: pid %d is in group %d of another session",
-						 pe->pid, pe->pgid);
+				return snap_fail(ctx, -EINVAL,
+						 "image pstree.img: pid %d is in group %d of another session", pe->pid,
+						 pe->pgid);
 			continue;
 		}
 		if (i == 0)
@@ -111,7 +113,8 @@ static int plan_ids(struct snap_ctx *ctx, struct restore_tree *tree)
 			continue;
 		if (tree->entries[tree->parent[i]]->sid != pe->sid)
 			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: group %d lost its leader and pid %d's parent is in another session; not supported yet",
+					 "pid %d: group %d lost its leader and pid %d's parent is in another session; "
+					 "not supported yet",
 					 pe->pid, pe->pgid, pe->pid);
 		tree->standins[tree->nr_standins++] = (struct standin){ pe->pgid, tree->parent[i] };
 	}
@@ -167,8 +170,8 @@ static int read_tree(struct snap_ctx *ctx, struct img_set *set, struct restore_t
 		if (pe->pid <= 0 || find_entry(tree, pe->pid) != (ssize_t)i)
 			return snap_fail(ctx, -EINVAL, "image pstree.img: pid %d is invalid or repeated", pe->pid);
 		if (i && (p < 0 || (size_t)p >= i || is_zombie(tree->entries[p])))
-			return snap_fail(ctx, -EINVAL, "image pstree.img: pid %d's parent %d does not come before it", pe->pid,
-					 pe->ppid);
+			return snap_fail(ctx, -EINVAL, "image pstree.img: pid %d's parent %d does not come before it",
+					 pe->pid, pe->ppid);
 		tree->parent[i] = i ? (size_t)p : 0;
 		if (is_zombie(pe)) {
 			if (pe->n_threads)
@@ -218,7 +221,8 @@ static int make_shmem(struct snap_ctx *ctx, struct img_set *set, struct restore_
 					m = &tree->shmem[k];
 			if (m) {
 				if (m->size != ve->shmem_size)
-					return snap_fail(ctx, -EINVAL, "image mm-%d.img: shared memory object %llu has two sizes",
+					return snap_fail(ctx, -EINVAL,
+							 "image mm-%d.img: shared memory object %llu has two sizes",
 							 tree->entries[i]->pid, (unsigned long long)ve->shmem_id);
 				continue;
 			}
@@ -231,7 +235,8 @@ static int make_shmem(struct snap_ctx *ctx, struct img_set *set, struct restore_
 			}
 			m = &tree->shmem[tree->nr_shmem++];
 			*m = (struct shmem_map){ ve->shmem_id, 0, ve->shmem_size };
-			m->addr = (uint64_t)mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+			m->addr = (uint64_t)mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+						 0);
 			if (m->addr == (uint64_t)MAP_FAILED) {
 				m->addr = 0;
 				return snap_fail(ctx, -errno, "cannot create shared memory of %llu bytes: %m",
@@ -268,7 +273,8 @@ static int make_shmem(struct snap_ctx *ctx, struct img_set *set, struct restore_
 						    (off_t)(pe->offset + done));
 
 				if (got <= 0)
-					r = snap_fail(ctx, got < 0 ? -errno : -EIO, "image %s: cannot read shared memory run %zu",
+					r = snap_fail(ctx, got < 0 ? -errno : -EIO,
+						      "image %s: cannot read shared memory run %zu",
 						      mi->head->pages_file, p);
 				done += got > 0 ? (uint64_t)got : 0;
 			}
@@ -358,7 +364,8 @@ __attribute__((noreturn)) static void tree_child(struct snap_ctx *ctx, struct im
 		restore_child_fail(ctx, status_fd, r);
 	/* Memory first: the children forked below inherit it, and keep what they share with us. */
 	if (!is_zombie(pe))
-		restore_task_premap(ctx, set, &tree->tasks[idx], idx ? &tree->tasks[tree->parent[idx]] : NULL, status_fd);
+		restore_task_premap(ctx, set, &tree->tasks[idx], idx ? &tree->tasks[tree->parent[idx]] : NULL,
+				    status_fd);
 	for (size_t k = 0; !r && k < tree->nr_standins; k++) {
 		pid_t p;
 
@@ -368,7 +375,8 @@ __attribute__((noreturn)) static void tree_child(struct snap_ctx *ctx, struct im
 		if (p == 0)
 			standin_main(ctl);
 		if (p < 0)
-			r = snap_fail(ctx, -errno, "cannot create stand-in %d for its group: %m", tree->standins[k].pid);
+			r = snap_fail(ctx, -errno, "cannot create stand-in %d for its group: %m",
+				      tree->standins[k].pid);
 	}
 	for (size_t c = idx + 1; !r && c < tree->nr; c++) {
 		pid_t p;
@@ -525,7 +533,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	if (root < 0) {
 		r = -errno;
 		if (r == -EEXIST)
-			r = snap_fail(ctx, r, "pid %d is in use; cannot restore with the same pid", tree.entries[0]->pid);
+			r = snap_fail(ctx, r, "pid %d is in use; cannot restore with the same pid",
+				      tree.entries[0]->pid);
 		else
 			r = snap_fail(ctx, r, "cannot create pid %d: %s", tree.entries[0]->pid, strerror(-r));
 		goto out;
@@ -574,7 +583,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	t0 = stage_begin();
 	for (size_t i = 0; !r && i < tree.nr; i++)
 		if (!is_zombie(tree.entries[i]))
-			r = restore_task_finish(ctx, &tree.tasks[i], stats[i].region, stats[i].region_len, status_pipe[0]);
+			r = restore_task_finish(ctx, &tree.tasks[i], stats[i].region, stats[i].region_len,
+						status_pipe[0]);
 	stage_end(ctx, SNAP_STAGE_RESTORER, t0);
 	if (!r && opts->pidfile)
 		r = write_pidfile(ctx, opts->pidfile, root);

@@ -80,10 +80,11 @@ static int check_specials(struct snap_ctx *ctx, const struct mem_image *mi, cons
 			return snap_fail(ctx, -EOPNOTSUPP, "the image has a %s area but this kernel maps none",
 					 special_labels[k]);
 		if (img && own && img->end - img->start != own->end - own->start)
-			return snap_fail(ctx, -EOPNOTSUPP,
-					 "the image's %s is %llu bytes, this kernel's is %llu: restore needs the same kernel",
-					 special_labels[k], (unsigned long long)(img->end - img->start),
-					 (unsigned long long)(own->end - own->start));
+			return snap_fail(
+				ctx, -EOPNOTSUPP,
+				"the image's %s is %llu bytes, this kernel's is %llu: restore needs the same kernel",
+				special_labels[k], (unsigned long long)(img->end - img->start),
+				(unsigned long long)(own->end - own->start));
 	}
 	return 0;
 }
@@ -124,8 +125,8 @@ int restore_task_read(struct snap_ctx *ctx, struct img_set *set, PstreeEntry *pe
 			break;
 		tc = rt->threads[rt->nr_threads++];
 		if (tc->tid != rt->pstree->threads[i])
-			r = snap_fail(ctx, -EINVAL, "image core-%d.img: thread %zu is tid %d, pstree.img says %d", pid, i,
-				      tc->tid, rt->pstree->threads[i]);
+			r = snap_fail(ctx, -EINVAL, "image core-%d.img: thread %zu is tid %d, pstree.img says %d", pid,
+				      i, tc->tid, rt->pstree->threads[i]);
 		else if (tc->rseq && (tc->rseq->len < 20 || tc->rseq->len > 4096))
 			r = snap_fail(ctx, -EINVAL, "image core-%d.img: tid %d: bad rseq area size %u", pid, tc->tid,
 				      tc->rseq->len);
@@ -256,7 +257,6 @@ static int rseq_unregister_self(void)
 	return -errno;
 }
 
-
 static void send_status(int fd, char type, const void *data, size_t len)
 {
 	char buf[STATUS_MSG_MAX + 1];
@@ -271,8 +271,8 @@ static void send_status(int fd, char type, const void *data, size_t len)
 }
 
 /* Builds the restorer's arguments: everything it needs once nothing of ours is left. */
-static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct restore_layout *L, int status_fd, int exe_fd,
-		      const struct proc_vma_list *self)
+static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct restore_layout *L, int status_fd,
+		      int exe_fd, const struct proc_vma_list *self)
 {
 	struct restorer_args *a = (void *)L->args;
 	uint8_t *cur = (uint8_t *)L->args + align_up(sizeof(*a), 64);
@@ -285,11 +285,11 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct rest
 	uint64_t scratch = L->scratch, limit = 0, prev = 0;
 	int r;
 
-#define ALLOC(ptr, count)                                                              \
-	do {                                                                           \
-		(ptr) = (void *)cur;                                                   \
-		cur += align_up(sizeof(*(ptr)) * (count), 64);                         \
-		if (cur > end)                                                         \
+#define ALLOC(ptr, count)                                                                \
+	do {                                                                             \
+		(ptr) = (void *)cur;                                                     \
+		cur += align_up(sizeof(*(ptr)) * (count), 64);                           \
+		if (cur > end)                                                           \
 			return snap_fail(ctx, -ENOMEM, "restorer arguments do not fit"); \
 	} while (0)
 
@@ -351,8 +351,8 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct rest
 				continue;
 			if (nk == sizeof(keep) / sizeof(keep[0]))
 				return snap_fail(ctx, -EOPNOTSUPP, "too many areas inherited from the parent");
-			keep[nk++] = (struct interval){ L->premap_of[i],
-							L->premap_of[i] + rt->mem.vmas[i]->end - rt->mem.vmas[i]->start };
+			keep[nk++] = (struct interval){ L->premap_of[i], L->premap_of[i] + rt->mem.vmas[i]->end -
+										 rt->mem.vmas[i]->start };
 		}
 		qsort(keep, nk, sizeof(keep[0]), cmp_interval);
 		for (size_t k = 0; k < nk; k++) {
@@ -538,7 +538,7 @@ void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct resto
 		restore_child_fail(ctx, status_fd, r);
 	}
 	rt->layout = lp;
-#define L (*lp)
+#define L  (*lp)
 #define cs (lp->stats)
 	L.inherited_of = calloc(mi->nr_vmas ? mi->nr_vmas : 1, sizeof(*L.inherited_of));
 	if (!L.inherited_of) {
@@ -571,10 +571,10 @@ void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct resto
 	if (r)
 		restore_child_fail(ctx, status_fd, r);
 	/* Reserve it all at once so nothing of ours lands there meanwhile. */
-	if (mmap((void *)L.region, L.region_len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE,
-		 -1, 0) != (void *)L.region) {
-		r = snap_fail(ctx, -errno, "cannot reserve 0x%llx bytes at 0x%llx: %m", (unsigned long long)L.region_len,
-			  (unsigned long long)L.region);
+	if (mmap((void *)L.region, L.region_len, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED_NOREPLACE, -1, 0) != (void *)L.region) {
+		r = snap_fail(ctx, -errno, "cannot reserve 0x%llx bytes at 0x%llx: %m",
+			      (unsigned long long)L.region_len, (unsigned long long)L.region);
 		restore_child_fail(ctx, status_fd, r);
 	}
 	L.blob = L.region;
@@ -614,7 +614,8 @@ void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct resto
 				ssize_t j = parent_twin(parent, v);
 
 				if (j < 0) {
-					r = snap_fail(ctx, -EINVAL, "area 0x%llx: inherited, but the parent has no such area",
+					r = snap_fail(ctx, -EINVAL,
+						      "area 0x%llx: inherited, but the parent has no such area",
 						      (unsigned long long)v->start);
 					restore_child_fail(ctx, status_fd, r);
 				}
@@ -633,7 +634,7 @@ void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct resto
 				}
 			} else if (v->kind != VMA_KIND__VMA_ANON_PRIVATE) {
 				int mode = (v->kind == VMA_KIND__VMA_FILE_SHARED && (v->prot & PROT_WRITE)) ? O_RDWR
-													     : O_RDONLY;
+													    : O_RDONLY;
 
 				fd = open(v->path, mode | O_CLOEXEC);
 				if (fd < 0) {
@@ -792,7 +793,8 @@ static int restorer_failed(struct snap_ctx *ctx, pid_t pid, pid_t tid, int statu
 }
 
 /* Waits for @tid's next stop and checks it is the one wanted: a signal (@sig), or an event stop (@event). */
-static int expect_stop(struct snap_ctx *ctx, pid_t pid, pid_t tid, int status_fd, int sig, int event, const char *waiting)
+static int expect_stop(struct snap_ctx *ctx, pid_t pid, pid_t tid, int status_fd, int sig, int event,
+		       const char *waiting)
 {
 	int status, r = ptrace_wait(tid, &status);
 
@@ -886,4 +888,3 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 			r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot detach: %m", pid, rt->threads[i]->tid);
 	return r;
 }
-

@@ -43,7 +43,7 @@ struct restore_task {
 	struct restore_layout *layout; /* set in the new process by restore_task_premap() */
 	const struct shmem_map *shmem; /* the tree's, owned by it */
 	size_t nr_shmem;
-	PstreeEntry *pstree;	   /* owned by the tree */
+	PstreeEntry *pstree; /* owned by the tree */
 	TaskCoreEntry *core;
 	ThreadCoreEntry **threads; /* [0] is the leader; order as in pstree.img */
 	size_t nr_threads;

@@ -13,7 +13,7 @@
 
 #include "attrs.h"
 
-#define BPF_MAX_INSNS 4096
+#define BPF_MAX_INSNS	   4096
 #define KNOWN_FILTER_FLAGS (SECCOMP_FILTER_FLAG_LOG | SECCOMP_FILTER_FLAG_SPEC_ALLOW)
 
 /* A filter that returns SECCOMP_RET_USER_NOTIF hands calls to a supervisor we cannot bring back. */
@@ -75,7 +75,8 @@ int seccomp_collect(struct snap_ctx *ctx, struct dump_task *t)
 			return snap_fail(ctx, -EIO, "tid %d: seccomp filter %lu changed while being read", tid, i);
 		f->len = (uint32_t)n;
 		if (ptrace(PTRACE_SECCOMP_GET_METADATA, tid, sizeof(md), &md) < 0)
-			return snap_fail(ctx, -errno, "tid %d: cannot read the flags of seccomp filter %lu: %m", tid, i);
+			return snap_fail(ctx, -errno, "tid %d: cannot read the flags of seccomp filter %lu: %m", tid,
+					 i);
 		f->flags = md.flags;
 		if (uses_user_notif(f->prog, f->len))
 			return snap_fail(ctx, -EOPNOTSUPP,
@@ -119,7 +120,8 @@ int seccomp_validate(struct snap_ctx *ctx, const ThreadAttrsEntry *th, int tid)
 		const SeccompFilterEntry *f = th->seccomp[i];
 
 		if (!f->prog.len || f->prog.len % sizeof(struct sock_filter) ||
-		    f->prog.len / sizeof(struct sock_filter) > BPF_MAX_INSNS || f->flags & ~(uint64_t)KNOWN_FILTER_FLAGS)
+		    f->prog.len / sizeof(struct sock_filter) > BPF_MAX_INSNS ||
+		    f->flags & ~(uint64_t)KNOWN_FILTER_FLAGS)
 			return snap_fail(ctx, -EINVAL, "image: tid %d: bad seccomp filter %zu", tid, i);
 	}
 	if (!th->n_seccomp)
@@ -128,6 +130,7 @@ int seccomp_validate(struct snap_ctx *ctx, const ThreadAttrsEntry *th, int tid)
 	if (syscall(SYS_capget, &hdr, data) || !((data[0].eff >> 21) & 1))
 		return snap_fail(ctx, -EPERM, "tid %d: restoring its seccomp filters needs CAP_SYS_ADMIN", tid);
 	if (own_seccomp_mode() != 0)
-		return snap_fail(ctx, -EPERM, "tid %d: restoring its seccomp filters is not possible under seccomp", tid);
+		return snap_fail(ctx, -EPERM, "tid %d: restoring its seccomp filters is not possible under seccomp",
+				 tid);
 	return 0;
 }

@@ -82,7 +82,8 @@ static int seize_thread(struct snap_ctx *ctx, struct dump_task *t, pid_t tid)
 		if (r == -ESRCH)
 			return snap_fail(ctx, r, "pid %d: no such process", t->pid);
 		if (r == -EPERM)
-			return snap_fail(ctx, r, "pid %d: not permitted to trace it (ptrace: %s)", t->pid, strerror(-r));
+			return snap_fail(ctx, r, "pid %d: not permitted to trace it (ptrace: %s)", t->pid,
+					 strerror(-r));
 		return snap_fail(ctx, r, "pid %d: tid %d: cannot seize: %s", t->pid, tid, strerror(-r));
 	}
 	th = add_thread(ctx, t, tid);
@@ -272,8 +273,8 @@ static int check_ids(struct snap_ctx *ctx, struct dump_tree *tree)
 			if (ids[k].id == ids[k].root_id || tree_find(tree, ids[k].id) || !process_exists(ids[k].id))
 				continue;
 			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: its %s %d belongs to pid %d outside the dumped tree (root %d)", t->pid,
-					 ids[k].what, ids[k].id, ids[k].id, root->pid);
+					 "pid %d: its %s %d belongs to pid %d outside the dumped tree (root %d)",
+					 t->pid, ids[k].what, ids[k].id, ids[k].id, root->pid);
 		}
 	}
 	return 0;

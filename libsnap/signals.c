@@ -15,8 +15,7 @@
 
 #define PEEK_BATCH 64
 
-static int peek_queue(struct snap_ctx *ctx, pid_t tid, bool shared, uint8_t (**ret)[ATTRS_SIGINFO_SIZE],
-		      size_t *ret_nr)
+static int peek_queue(struct snap_ctx *ctx, pid_t tid, bool shared, uint8_t (**ret)[ATTRS_SIGINFO_SIZE], size_t *ret_nr)
 {
 	uint8_t(*v)[ATTRS_SIGINFO_SIZE] = NULL;
 	size_t nr = 0;
@@ -116,8 +115,8 @@ static int validate_queue(struct snap_ctx *ctx, const ProtobufCBinaryData *q, si
 		int32_t sig;
 
 		if (q[i].len != ATTRS_SIGINFO_SIZE)
-			return snap_fail(ctx, -EINVAL, "image: tid %d: pending signal %zu has %zu bytes of siginfo", tid,
-					 i, q[i].len);
+			return snap_fail(ctx, -EINVAL, "image: tid %d: pending signal %zu has %zu bytes of siginfo",
+					 tid, i, q[i].len);
 		memcpy(&sig, q[i].data, sizeof(sig));
 		if (sig < 1 || sig > 64 || sig == SIGTRAP || sig == SIGKILL || sig == SIGSTOP)
 			return snap_fail(ctx, -EINVAL, "image: tid %d: pending signal %d cannot be restored", tid, sig);

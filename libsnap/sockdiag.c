@@ -207,9 +207,12 @@ int sockdiag_unix_load(struct snap_ctx *ctx, struct unix_diag_table *out)
 		struct nlmsghdr h;
 		struct unix_diag_req r;
 	} req = {
-		.h = { .nlmsg_len = sizeof(req), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 1 },
-		.r = { .sdiag_family = AF_UNIX, .udiag_states = ~0u,
+		.h = { .nlmsg_len = sizeof(req),
+		       .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+		       .nlmsg_seq = 1 },
+		.r = { .sdiag_family = AF_UNIX,
+		       .udiag_states = ~0u,
 		       .udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS |
 				     UDIAG_SHOW_RQLEN },
 	};
@@ -314,8 +317,10 @@ int sockdiag_inet_load(struct snap_ctx *ctx, int family, int protocol, struct in
 		struct nlmsghdr h;
 		struct inet_diag_req_v2 r;
 	} req = {
-		.h = { .nlmsg_len = sizeof(req), .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP, .nlmsg_seq = 1 },
+		.h = { .nlmsg_len = sizeof(req),
+		       .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+		       .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
+		       .nlmsg_seq = 1 },
 		.r = { .sdiag_family = (uint8_t)family, .sdiag_protocol = (uint8_t)protocol, .idiag_states = ~0u },
 	};
 	struct inet_ctx ic = { .g = { .size = sizeof(struct inet_diag_sk) }, .protocol = protocol };

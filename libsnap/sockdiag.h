@@ -15,13 +15,13 @@ struct unix_diag_sk {
 	bool has_name;
 	uint8_t name_len; /* bytes of name; an abstract name starts with NUL */
 	char name[108];
-	bool has_vfs;	  /* bound to a path: the socket file's inode */
+	bool has_vfs; /* bound to a path: the socket file's inode */
 	uint64_t vfs_ino, vfs_dev;
-	uint64_t peer;	  /* inode of the peer; 0 if none, or an embryo not yet accepted */
-	uint64_t *icons;  /* listening: inodes of the clients waiting to be accepted */
+	uint64_t peer;	 /* inode of the peer; 0 if none, or an embryo not yet accepted */
+	uint64_t *icons; /* listening: inodes of the clients waiting to be accepted */
 	size_t nr_icons;
-	uint32_t rqlen;	  /* listening: connections waiting; else bytes in the receive queue */
-	uint32_t wqlen;	  /* listening: backlog; else bytes sent and not yet read by the peer */
+	uint32_t rqlen; /* listening: connections waiting; else bytes in the receive queue */
+	uint32_t wqlen; /* listening: backlog; else bytes sent and not yet read by the peer */
 };
 
 /* Every unix socket of our network namespace, sorted by inode. */

@@ -26,7 +26,7 @@ struct dump_fd {
 /* One thread of a task, frozen. */
 struct dump_thread {
 	pid_t tid;
-	bool seized; /* ours to release */
+	bool seized;  /* ours to release */
 	bool stopped; /* in a ptrace stop we caused */
 	struct arch_thread_state state;
 	uint64_t sigmask;
@@ -41,8 +41,8 @@ struct dump_thread {
 
 struct dump_task {
 	pid_t pid;
-	bool zombie;	 /* exited, waiting for its parent: only its ids and status are dumped */
-	int exit_status; /* a zombie's wait status */
+	bool zombie;		     /* exited, waiting for its parent: only its ids and status are dumped */
+	int exit_status;	     /* a zombie's wait status */
 	struct dump_thread *threads; /* threads[0] is the leader (tid == pid) */
 	size_t nr_threads, cap_threads;
 	struct proc_stat stat;
@@ -53,8 +53,8 @@ struct dump_task {
 	size_t nr_auxv;
 	struct dump_fd *fds;
 	size_t nr_fds;
-	unsigned flags;		   /* enum snap_dump_flags of the dump */
-	struct files_dump *files;  /* the open file descriptions, shared by the fds */
+	unsigned flags;		  /* enum snap_dump_flags of the dump */
+	struct files_dump *files; /* the open file descriptions, shared by the fds */
 	struct parasite_ctl *parasite;
 	void *unwind_as; /* libunwind address space shared by the threads' backtraces */
 	/* Copied out of the parasite's shared area before it goes away. */

@@ -50,14 +50,15 @@ int timers_collect(struct snap_ctx *ctx, struct dump_task *t)
 		int base = pt->notify & ~PROC_SIGEV_THREAD_ID, cpu = cpu_clock_pid(pt->clock_id);
 
 		if (base != PROC_SIGEV_SIGNAL && base != PROC_SIGEV_NONE)
-			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: POSIX timer %d has notification %d, unknown here", t->pid,
-				      pt->id, pt->notify);
+			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: POSIX timer %d has notification %d, unknown here",
+				      t->pid, pt->id, pt->notify);
 		else if ((pt->notify & PROC_SIGEV_THREAD_ID) && !is_thread_of(tids, nr_tids, pt->target))
 			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: POSIX timer %d signals tid %d, not one of its threads",
 				      t->pid, pt->id, pt->target);
 		else if (cpu > 0 && cpu != t->pid && !is_thread_of(tids, nr_tids, cpu))
-			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: POSIX timer %d measures the CPU time of pid %d, another process",
-				      t->pid, pt->id, cpu);
+			r = snap_fail(ctx, -EOPNOTSUPP,
+				      "pid %d: POSIX timer %d measures the CPU time of pid %d, another process", t->pid,
+				      pt->id, cpu);
 	}
 	free(tids);
 	return r;
@@ -115,10 +116,11 @@ int timers_plan(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const ThreadAttr
 		uint32_t h = RESTORER_TIMER_ARM;
 
 		if (fired[i] && e->overrun > 0) {
-			r = snap_fail(ctx, -EOPNOTSUPP,
-				      "pid %d: POSIX timer %d has an expiry pending and its last one counted %d overruns; "
-				      "only one of the two can be made again",
-				      pid, e->id, e->overrun);
+			r = snap_fail(
+				ctx, -EOPNOTSUPP,
+				"pid %d: POSIX timer %d has an expiry pending and its last one counted %d overruns; "
+				"only one of the two can be made again",
+				pid, e->id, e->overrun);
 		} else if (fired[i]) {
 			h = RESTORER_TIMER_FIRED;
 		} else if (e->overrun > 0) {
@@ -127,13 +129,15 @@ int timers_plan(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const ThreadAttr
 
 			h = RESTORER_TIMER_OVERRUN;
 			if (!e->interval_ns || !e->value_ns || e->value_ns > e->interval_ns)
-				r = snap_fail(ctx, -EOPNOTSUPP,
-					      "pid %d: POSIX timer %d counted %d overruns but is not running periodically",
-					      pid, e->id, e->overrun);
+				r = snap_fail(
+					ctx, -EOPNOTSUPP,
+					"pid %d: POSIX timer %d counted %d overruns but is not running periodically",
+					pid, e->id, e->overrun);
 			else if ((e->notify & PROC_SIGEV_THREAD_ID) && e->notify_tid != pid)
-				r = snap_fail(ctx, -EOPNOTSUPP,
-					      "pid %d: the overruns of POSIX timer %d (for tid %d) cannot be made again",
-					      pid, e->id, e->notify_tid);
+				r = snap_fail(
+					ctx, -EOPNOTSUPP,
+					"pid %d: the overruns of POSIX timer %d (for tid %d) cannot be made again", pid,
+					e->id, e->notify_tid);
 			else if (cpu_clock_pid(e->clock_id) >= 0)
 				r = snap_fail(ctx, -EOPNOTSUPP,
 					      "pid %d: POSIX timer %d counted %d overruns of a CPU-time clock, which "

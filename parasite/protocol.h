@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #define PARASITE_STACK_SIZE (64u << 10)
-#define PARASITE_NSIG 64
+#define PARASITE_NSIG	    64
 
 enum parasite_mode {
 	PARASITE_MODE_DAEMON = 1,
@@ -80,8 +80,8 @@ struct parasite_itimer {
 };
 
 struct parasite_posix_timer {
-	int32_t id;	 /* in: from /proc/PID/timers */
-	int32_t overrun; /* timer_getoverrun(2) */
+	int32_t id;						     /* in: from /proc/PID/timers */
+	int32_t overrun;					     /* timer_getoverrun(2) */
 	uint64_t interval_sec, interval_nsec, value_sec, value_nsec; /* struct itimerspec */
 };
 
@@ -104,20 +104,20 @@ struct parasite_attrs {
 		uint64_t cur, max;
 	} rlimits[PARASITE_NR_RLIMITS];
 	struct parasite_itimer itimers[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
-	uint32_t nr_timers; /* in */
+	uint32_t nr_timers;		   /* in */
 	uint32_t pad2;
 	struct parasite_posix_timer timers[PARASITE_MAX_TIMERS];
 };
 
 struct parasite_shared {
-	uint32_t mode;	   /* PARASITE_MODE_DAEMON */
-	int32_t sock_fd;   /* the parasite's end, set by the engine */
-	int32_t socks[2];  /* socketpair(2) result of the injected call */
+	uint32_t mode;					     /* PARASITE_MODE_DAEMON */
+	int32_t sock_fd;				     /* the parasite's end, set by the engine */
+	int32_t socks[2];				     /* socketpair(2) result of the injected call */
 	struct parasite_sigaction sigactions[PARASITE_NSIG]; /* index = signal - 1 */
 	struct parasite_misc misc;
 	struct parasite_thread_info leader; /* the daemon's own thread */
 	struct parasite_thread_args thread; /* for the thread being asked */
-	char scratch[64];  /* strings for injected calls */
+	char scratch[64];		    /* strings for injected calls */
 	struct parasite_attrs attrs;
 };
 

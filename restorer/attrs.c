@@ -13,11 +13,11 @@
 #include "restorer-attrs.h"
 #include "rt.h"
 
-#define K_TIMER_ABSTIME 1
-#define K_CLOCK_MONOTONIC 1
-#define K_SI_TIMER (-2)
+#define K_TIMER_ABSTIME	     1
+#define K_CLOCK_MONOTONIC    1
+#define K_SI_TIMER	     (-2)
 #define K_IOPRIO_WHO_PROCESS 1
-#define NSEC_PER_SEC 1000000000ll
+#define NSEC_PER_SEC	     1000000000ll
 /* A timer armed in the past expires at once; waiting longer than this means something is wrong. */
 #define FIRE_TIMEOUT_NS (2 * NSEC_PER_SEC)
 
@@ -89,7 +89,8 @@ static void create_timers(const struct restorer_args *a, const struct restorer_a
 	if (!at->nr_timers)
 		return;
 	/* Linux 6.15: timer_create() takes the id to use from its timer_t argument. */
-	if (at->timer_ids_prctl && (r = sys_prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0)))
+	if (at->timer_ids_prctl &&
+	    (r = sys_prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_ON, 0, 0, 0)))
 		fail(a, "PR_TIMER_CREATE_RESTORE_IDS", 1, r);
 	for (uint32_t i = 0; i < at->nr_timers; i++) {
 		struct k_sigevent ev = {
@@ -106,7 +107,8 @@ static void create_timers(const struct restorer_args *a, const struct restorer_a
 		if (id != t[i].id)
 			fail(a, "timer_create gave another id to timer", t[i].id, -22);
 	}
-	if (at->timer_ids_prctl && (r = sys_prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0)))
+	if (at->timer_ids_prctl &&
+	    (r = sys_prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_OFF, 0, 0, 0)))
 		fail(a, "PR_TIMER_CREATE_RESTORE_IDS", 0, r);
 }
 

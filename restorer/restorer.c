@@ -19,10 +19,9 @@
 #define MREMAP_MAYMOVE 1
 #endif
 #define RSEQ_FLAG_UNREGISTER_NONE 0
-#define EEXIST 17
+#define EEXIST			  17
 
-__attribute__((noreturn)) static void fail(const struct restorer_args *a, const char *what, uint64_t addr,
-					   long err)
+__attribute__((noreturn)) static void fail(const struct restorer_args *a, const char *what, uint64_t addr, long err)
 {
 	char msg[256];
 	size_t n = rt_format(msg, sizeof(msg), "pid %ld: restorer: %s at 0x%lx failed: error %ld", sys0(__NR_getpid),

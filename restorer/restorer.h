@@ -10,9 +10,9 @@
 #include <stdint.h>
 #include <linux/prctl.h>
 
-#define RESTORER_STACK_SIZE (64u << 10)
+#define RESTORER_STACK_SIZE	   (64u << 10)
 #define RESTORER_THREAD_STACK_SIZE (16u << 10)
-#define RESTORER_NSIG 64
+#define RESTORER_NSIG		   64
 
 /* One memory area premapped (and filled) by the engine, to be moved into place. */
 struct restorer_vma {
@@ -25,7 +25,7 @@ struct restorer_vma {
 
 /* A kernel-provided area ([vdso], [vvar], [vvar_vclock]) of the new process. */
 struct restorer_special {
-	uint64_t cur;	  /* where the engine's copy of it is */
+	uint64_t cur; /* where the engine's copy of it is */
 	uint64_t len;
 	uint64_t scratch; /* parked here while the old layout is torn down */
 	uint64_t target;  /* final place, or 0 to drop it */
@@ -101,11 +101,11 @@ struct restorer_posix_timer {
  * queued as a copy but made by the timer itself (it fires at once), so
  * that its delivery rearms the timer and counts overruns as it would have.
  */
-#define RESTORER_FIRE_NONE (-1)
+#define RESTORER_FIRE_NONE	  (-1)
 #define RESTORER_FIRE_ITIMER_REAL (-2) /* queue the copy, then let ITIMER_REAL expire into it */
 struct restorer_siginfo {
-	int32_t tid;  /* 0: the process-wide queue */
-	int32_t fire; /* RESTORER_FIRE_*, or the index of the POSIX timer that fires instead */
+	int32_t tid;	/* 0: the process-wide queue */
+	int32_t fire;	/* RESTORER_FIRE_*, or the index of the POSIX timer that fires instead */
 	uint32_t queue; /* queue info as a copy */
 	uint32_t pad;
 	uint8_t info[128];
@@ -143,14 +143,14 @@ struct restorer_attrs {
 	uint32_t personality;
 	uint32_t dumpable, pdeathsig, child_subreaper, thp_disable;
 	uint32_t nr_rlimits;
-	uint64_t rlimits; /* struct restorer_rlimit[] */
+	uint64_t rlimits;		   /* struct restorer_rlimit[] */
 	struct restorer_itimer itimers[3]; /* ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF */
 	uint32_t nr_timers;
 	uint32_t timer_ids_prctl; /* PR_TIMER_CREATE_RESTORE_IDS is there; else ids come linearly */
-	uint64_t timers; /* struct restorer_posix_timer[] */
+	uint64_t timers;	  /* struct restorer_posix_timer[] */
 	uint32_t nr_pending;
 	uint32_t seccomp_before_creds; /* the restored credentials could not install the filters */
-	uint64_t pending; /* struct restorer_siginfo[] */
+	uint64_t pending;	       /* struct restorer_siginfo[] */
 	struct restorer_creds creds;
 	uint32_t nr_threads;
 	uint32_t pad;
@@ -182,7 +182,7 @@ struct restorer_args {
 	uint64_t vmas; /* struct restorer_vma[nr_vmas] */
 	uint32_t nr_vmas;
 	uint32_t nr_unmap;
-	uint64_t unmap; /* struct restorer_range[nr_unmap]: everything of the engine's */
+	uint64_t unmap;	  /* struct restorer_range[nr_unmap]: everything of the engine's */
 	uint64_t special; /* struct restorer_special[nr_special] */
 	uint32_t nr_special;
 	uint32_t nr_sigactions;

@@ -51,7 +51,7 @@ struct blob {
 	/* Address ranges of the SHT_RELA sections read, to check DT_RELA against. */
 	struct range {
 		uint64_t start, end;
-	} *rela_ranges;
+	} * rela_ranges;
 	size_t nr_rela_ranges;
 
 	struct sym *syms;
@@ -60,8 +60,7 @@ struct blob {
 
 static const char *prog = "blobgen";
 
-static int fail(const char *path, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static int fail(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Every error goes through here so that each message names the file at fault. */
 static int fail(const char *path, const char *fmt, ...)
@@ -93,7 +92,10 @@ static void *push(void *arr, size_t *nr, size_t sz)
 
 static const char *reloc_type_name(unsigned int machine, unsigned int type)
 {
-#define T(x) { x, #x }
+#define T(x)          \
+	{             \
+		x, #x \
+	}
 	static const struct {
 		unsigned int type;
 		const char *name;
@@ -169,8 +171,7 @@ static int check_header(struct blob *b)
 	else if (eh.e_machine == EM_AARCH64)
 		b->relative_type = R_AARCH64_RELATIVE;
 	else
-		return fail(b->path, "machine %u is neither x86_64 nor aarch64",
-			    (unsigned int)eh.e_machine);
+		return fail(b->path, "machine %u is neither x86_64 nor aarch64", (unsigned int)eh.e_machine);
 	return 0;
 }
 
@@ -211,22 +212,22 @@ static int load_segments(struct blob *b, const uint8_t *raw)
 		if (ph.p_type != PT_LOAD || !ph.p_memsz)
 			continue;
 
-		if (ph.p_filesz > ph.p_memsz ||
-		    ph.p_offset > b->raw_size || b->raw_size - ph.p_offset < ph.p_filesz) {
-			fail(b->path, "segment %zu (offset 0x%" PRIx64 ", %" PRIu64
-			     " bytes) lies outside the file: truncated?", i,
-			     (uint64_t)ph.p_offset, (uint64_t)ph.p_filesz);
+		if (ph.p_filesz > ph.p_memsz || ph.p_offset > b->raw_size || b->raw_size - ph.p_offset < ph.p_filesz) {
+			fail(b->path,
+			     "segment %zu (offset 0x%" PRIx64 ", %" PRIu64 " bytes) lies outside the file: truncated?",
+			     i, (uint64_t)ph.p_offset, (uint64_t)ph.p_filesz);
 			goto out;
 		}
 		if (ph.p_vaddr > BLOB_MAX_SPAN || ph.p_memsz > BLOB_MAX_SPAN - ph.p_vaddr) {
-			fail(b->path, "segment %zu at 0x%" PRIx64 " of 0x%" PRIx64
-			     " bytes: the image would exceed %lu MiB", i,
+			fail(b->path,
+			     "segment %zu at 0x%" PRIx64 " of 0x%" PRIx64 " bytes: the image would exceed %lu MiB", i,
 			     (uint64_t)ph.p_vaddr, (uint64_t)ph.p_memsz, BLOB_MAX_SPAN >> 20);
 			goto out;
 		}
 		/* Code counting on more alignment (ADRP, aligned data) would break at a 4 KiB aligned address. */
 		if (ph.p_align > BLOB_PAGE) {
-			fail(b->path, "segment %zu needs %" PRIu64 "-byte alignment, but the blob is only"
+			fail(b->path,
+			     "segment %zu needs %" PRIu64 "-byte alignment, but the blob is only"
 			     " loaded %lu-byte aligned: link with -z max-page-size=%lu",
 			     i, (uint64_t)ph.p_align, BLOB_PAGE, BLOB_PAGE);
 			goto out;
@@ -284,13 +285,11 @@ out:
 }
 
 /* Returns the data of a section after checking that the file really holds it. */
-static Elf_Data *section_data(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh,
-			      const char *sname)
+static Elf_Data *section_data(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh, const char *sname)
 {
 	Elf_Data *d;
 
-	if (sh->sh_type != SHT_NOBITS &&
-	    (sh->sh_offset > b->raw_size || b->raw_size - sh->sh_offset < sh->sh_size)) {
+	if (sh->sh_type != SHT_NOBITS && (sh->sh_offset > b->raw_size || b->raw_size - sh->sh_offset < sh->sh_size)) {
 		fail(b->path, "section %s lies outside the file: truncated?", sname);
 		return NULL;
 	}
@@ -312,8 +311,8 @@ static int read_relocs(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh, const 
 		return -1;
 	n = d->d_size / RELA_SIZE;
 	if (d->d_size % RELA_SIZE)
-		return fail(b->path, "section %s: size %zu is not a multiple of %zu",
-			    sname, (size_t)d->d_size, RELA_SIZE);
+		return fail(b->path, "section %s: size %zu is not a multiple of %zu", sname, (size_t)d->d_size,
+			    RELA_SIZE);
 
 	nr = push(b->rela_ranges, &b->nr_rela_ranges, sizeof(*nr));
 	if (!nr)
@@ -327,30 +326,29 @@ static int read_relocs(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh, const 
 		GElf_Rela rela;
 
 		if (!gelf_getrela(d, (int)i, &rela))
-			return fail(b->path, "section %s: cannot read relocation %zu: %s",
-				    sname, i, elf_errmsg(-1));
+			return fail(b->path, "section %s: cannot read relocation %zu: %s", sname, i, elf_errmsg(-1));
 		type = GELF_R_TYPE(rela.r_info);
 		if (type != b->relative_type)
-			return fail(b->path, "section %s: relocation %s (%u) at offset 0x%" PRIx64
+			return fail(b->path,
+				    "section %s: relocation %s (%u) at offset 0x%" PRIx64
 				    ": only %s is supported; the blob must not refer to anything outside itself",
-				    sname, reloc_type_name(b->machine, type), type,
-				    (uint64_t)rela.r_offset,
+				    sname, reloc_type_name(b->machine, type), type, (uint64_t)rela.r_offset,
 				    reloc_type_name(b->machine, b->relative_type));
 		if (GELF_R_SYM(rela.r_info))
-			return fail(b->path, "section %s: relative relocation at offset 0x%" PRIx64
-				    " names symbol %u", sname, (uint64_t)rela.r_offset,
-				    (unsigned int)GELF_R_SYM(rela.r_info));
+			return fail(b->path, "section %s: relative relocation at offset 0x%" PRIx64 " names symbol %u",
+				    sname, (uint64_t)rela.r_offset, (unsigned int)GELF_R_SYM(rela.r_info));
 		if (rela.r_offset > b->span || b->span - rela.r_offset < sizeof(uint64_t))
-			return fail(b->path, "section %s: relocation at offset 0x%" PRIx64
-				    " is outside the image (0x%" PRIx64 " bytes)",
+			return fail(b->path,
+				    "section %s: relocation at offset 0x%" PRIx64 " is outside the image (0x%" PRIx64
+				    " bytes)",
 				    sname, (uint64_t)rela.r_offset, b->span);
 		/* A pointer that would not point into the blob can only be a link error. */
 		if (rela.r_addend < 0 || (uint64_t)rela.r_addend > b->span)
-			return fail(b->path, "section %s: relocation at offset 0x%" PRIx64
-				    " points to %s0x%" PRIx64 ", outside the image (0x%" PRIx64 " bytes)",
+			return fail(b->path,
+				    "section %s: relocation at offset 0x%" PRIx64 " points to %s0x%" PRIx64
+				    ", outside the image (0x%" PRIx64 " bytes)",
 				    sname, (uint64_t)rela.r_offset, rela.r_addend < 0 ? "-" : "",
-				    rela.r_addend < 0 ? -(uint64_t)rela.r_addend : (uint64_t)rela.r_addend,
-				    b->span);
+				    rela.r_addend < 0 ? -(uint64_t)rela.r_addend : (uint64_t)rela.r_addend, b->span);
 
 		rs = push(b->relocs, &b->nr_relocs, sizeof(*rs));
 		if (!rs)
@@ -376,8 +374,7 @@ static bool is_c_identifier(const char *s)
  * table. Only .symtab is searched for exports: hidden symbols, which every
  * blob symbol is, never reach .dynsym.
  */
-static int read_symbols(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh, const char *sname,
-			bool exports)
+static int read_symbols(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh, const char *sname, bool exports)
 {
 	Elf_Data *d = section_data(b, scn, sh, sname);
 	size_t prefix_len = strlen(b->name) + 1;
@@ -397,17 +394,15 @@ static int read_symbols(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh, const
 		size_t j;
 
 		if (!gelf_getsym(d, (int)i, &sym))
-			return fail(b->path, "section %s: cannot read symbol %zu: %s",
-				    sname, i, elf_errmsg(-1));
+			return fail(b->path, "section %s: cannot read symbol %zu: %s", sname, i, elf_errmsg(-1));
 		name = elf_strptr(b->elf, sh->sh_link, sym.st_name);
 		if (!name)
-			return fail(b->path, "section %s: symbol %zu has a bad name: %s",
-				    sname, i, elf_errmsg(-1));
+			return fail(b->path, "section %s: symbol %zu has a bad name: %s", sname, i, elf_errmsg(-1));
 		type = GELF_ST_TYPE(sym.st_info);
 
 		if (sym.st_shndx == SHN_UNDEF)
-			return fail(b->path, "undefined symbol '%s': the blob must not refer to anything outside itself",
-				    name);
+			return fail(b->path,
+				    "undefined symbol '%s': the blob must not refer to anything outside itself", name);
 		if (!exports || strncmp(name, b->name, prefix_len - 1) || name[prefix_len - 1] != '_')
 			continue;
 		/* Its address is the resolver's, which nothing in a blob would ever run. */
@@ -419,8 +414,7 @@ static int read_symbols(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh, const
 		if (!is_c_identifier(name))
 			continue;
 		if (sym.st_shndx == SHN_ABS || sym.st_shndx == SHN_COMMON)
-			return fail(b->path, "symbol '%s' is not inside the image (absolute or common)",
-				    name);
+			return fail(b->path, "symbol '%s' is not inside the image (absolute or common)", name);
 		if (sym.st_value > b->span)
 			return fail(b->path, "symbol '%s' at 0x%" PRIx64 " is outside the image (0x%" PRIx64 " bytes)",
 				    name, (uint64_t)sym.st_value, b->span);
@@ -485,8 +479,7 @@ static int check_dynamic(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh, cons
 		GElf_Dyn dyn;
 
 		if (!gelf_getdyn(d, (int)i, &dyn))
-			return fail(b->path, "section %s: cannot read entry %zu: %s",
-				    sname, i, elf_errmsg(-1));
+			return fail(b->path, "section %s: cannot read entry %zu: %s", sname, i, elf_errmsg(-1));
 		switch (dyn.d_tag) {
 		case DT_NULL:
 			i = n;
@@ -516,8 +509,7 @@ static int check_dynamic(struct blob *b, Elf_Scn *scn, const GElf_Shdr *sh, cons
 	}
 	if (pltrelsz && pltrel != DT_RELA)
 		return fail(b->path, "PLT relocations are not RELA");
-	if ((relasz && !rela_covered(b, rela, relasz)) ||
-	    (pltrelsz && !rela_covered(b, jmprel, pltrelsz)))
+	if ((relasz && !rela_covered(b, rela, relasz)) || (pltrelsz && !rela_covered(b, jmprel, pltrelsz)))
 		return fail(b->path, "the dynamic table lists relocations outside any relocation section");
 	return 0;
 }
@@ -555,7 +547,8 @@ static int read_sections(struct blob *b)
 				if (sh.sh_type == SHT_REL || sh.sh_type == SHT_RELR)
 					return fail(b->path, "section %s has %s relocations: only RELA is supported",
 						    sname, sh.sh_type == SHT_REL ? "REL" : "RELR");
-				/* Non-allocated RELA sections are link-time leftovers (--emit-relocs), not for the loader. */
+				/* Non-allocated RELA sections are link-time leftovers (--emit-relocs), not for the
+				 * loader. */
 				if (sh.sh_type == SHT_RELA && (sh.sh_flags & SHF_ALLOC))
 					r = read_relocs(b, scn, &sh, sname);
 				if (sh.sh_type == SHT_DYNAMIC) {
@@ -576,8 +569,7 @@ static int read_sections(struct blob *b)
 	if (!have_symtab)
 		return fail(b->path, "has no .symtab: the blob must not be stripped");
 	if (!b->nr_syms)
-		return fail(b->path, "defines no symbol starting with '%s_': nothing to export",
-			    b->name);
+		return fail(b->path, "defines no symbol starting with '%s_': nothing to export", b->name);
 	return 0;
 }
 
@@ -640,16 +632,15 @@ static void write_h(FILE *f, const struct blob *b, const char *upper)
 {
 	size_t i;
 
-	fprintf(f, "/* Offsets and sizes of the %s blob; generated by blobgen from %s, do not edit. */\n",
-		b->name, b->path);
+	fprintf(f, "/* Offsets and sizes of the %s blob; generated by blobgen from %s, do not edit. */\n", b->name,
+		b->path);
 	fprintf(f, "#ifndef SNAP_GEN_%s_BLOB_H\n#define SNAP_GEN_%s_BLOB_H\n\n", upper, upper);
 	fprintf(f, "#include \"blob.h\"\n\n");
 	fprintf(f, "extern const struct blob_desc %s_blob;\n\n", b->name);
 	fprintf(f, "#define %s_BLOB_FILE_SIZE 0x%" PRIx64 "ul\n", upper, b->file_size);
 	fprintf(f, "#define %s_BLOB_MEM_SIZE 0x%" PRIx64 "ul\n", upper, b->mem_size);
 	for (i = 0; i < b->nr_syms; i++)
-		fprintf(f, "#define %s_BLOB_OFF_%s 0x%" PRIx64 "ul\n",
-			upper, b->syms[i].name, b->syms[i].value);
+		fprintf(f, "#define %s_BLOB_OFF_%s 0x%" PRIx64 "ul\n", upper, b->syms[i].name, b->syms[i].value);
 	fprintf(f, "\n#endif\n");
 }
 
@@ -657,24 +648,25 @@ static void write_c(FILE *f, const struct blob *b, const char *upper, const char
 {
 	size_t i;
 
-	fprintf(f, "/* Image and relocations of the %s blob; generated by blobgen from %s, do not edit. */\n",
-		b->name, b->path);
+	fprintf(f, "/* Image and relocations of the %s blob; generated by blobgen from %s, do not edit. */\n", b->name,
+		b->path);
 	fprintf(f, "#include <stdint.h>\n\n#include \"%s\"\n\n", h_base);
 
 	/* Empty arrays are not standard C, so an empty part is a NULL pointer instead. */
 	if (b->file_size) {
-		fprintf(f, "static const uint8_t %s_blob_bytes[%s_BLOB_FILE_SIZE]"
-			" __attribute__((aligned(16))) = {", b->name, upper);
+		fprintf(f,
+			"static const uint8_t %s_blob_bytes[%s_BLOB_FILE_SIZE]"
+			" __attribute__((aligned(16))) = {",
+			b->name, upper);
 		for (i = 0; i < b->file_size; i++)
 			fprintf(f, "%s0x%02x,", i % 16 ? " " : "\n\t", b->image[i]);
 		fprintf(f, "\n};\n\n");
 	}
 	if (b->nr_relocs) {
-		fprintf(f, "static const struct blob_reloc %s_blob_relocs[%zu] = {\n",
-			b->name, b->nr_relocs);
+		fprintf(f, "static const struct blob_reloc %s_blob_relocs[%zu] = {\n", b->name, b->nr_relocs);
 		for (i = 0; i < b->nr_relocs; i++)
-			fprintf(f, "\t{ 0x%" PRIx64 ", 0x%" PRIx64 " },\n",
-				b->relocs[i].offset, (uint64_t)b->relocs[i].addend);
+			fprintf(f, "\t{ 0x%" PRIx64 ", 0x%" PRIx64 " },\n", b->relocs[i].offset,
+				(uint64_t)b->relocs[i].addend);
 		fprintf(f, "};\n\n");
 	}
 
@@ -823,8 +815,7 @@ int main(int argc, char **argv)
 	b.path = argv[3];
 	/* The name becomes part of C identifiers and macro names. */
 	if (!is_c_identifier(b.name) || strlen(b.name) >= 200) {
-		fprintf(stderr, "%s: '%s' is not usable as a blob name (a C identifier)\n",
-			prog, b.name);
+		fprintf(stderr, "%s: '%s' is not usable as a blob name (a C identifier)\n", prog, b.name);
 		return 1;
 	}
 	if (elf_version(EV_CURRENT) == EV_NONE) {

@@ -13,11 +13,12 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage:\n"
-		   "  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--stats FILE] [-v]\n"
-		   "  snapcr restore -D DIR [-d] [--pidfile FILE] [--stats FILE] [-v]\n"
-		   "  snapcr check\n"
-		   "  snapcr show DIR|FILE\n");
+	fprintf(f,
+		"usage:\n"
+		"  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--stats FILE] [-v]\n"
+		"  snapcr restore -D DIR [-d] [--pidfile FILE] [--stats FILE] [-v]\n"
+		"  snapcr check\n"
+		"  snapcr show DIR|FILE\n");
 }
 
 static void log_stderr(void *opaque, enum snap_log_level level, const char *msg)
@@ -39,11 +40,13 @@ enum { OPT_LEAVE_RUNNING = 256, OPT_STATS, OPT_PIDFILE, OPT_TCP_ESTABLISHED, OPT
 static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "tree", required_argument, NULL, 't' },   { "images-dir", required_argument, NULL, 'D' },
+		{ "tree", required_argument, NULL, 't' },
+		{ "images-dir", required_argument, NULL, 'D' },
 		{ "leave-running", no_argument, NULL, OPT_LEAVE_RUNNING },
 		{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
 		{ "tcp-close", no_argument, NULL, OPT_TCP_CLOSE },
-		{ "stats", required_argument, NULL, OPT_STATS }, { "verbose", no_argument, NULL, 'v' },
+		{ "stats", required_argument, NULL, OPT_STATS },
+		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct snap_dump_opts o = { .size = sizeof(o) };
@@ -92,9 +95,12 @@ static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "images-dir", required_argument, NULL, 'D' }, { "detach", no_argument, NULL, 'd' },
-		{ "pidfile", required_argument, NULL, OPT_PIDFILE }, { "stats", required_argument, NULL, OPT_STATS },
-		{ "verbose", no_argument, NULL, 'v' },		  { NULL, 0, NULL, 0 },
+		{ "images-dir", required_argument, NULL, 'D' },
+		{ "detach", no_argument, NULL, 'd' },
+		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "stats", required_argument, NULL, OPT_STATS },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ NULL, 0, NULL, 0 },
 	};
 	struct snap_restore_opts o = { .size = sizeof(o) };
 	int c, status;

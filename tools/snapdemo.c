@@ -19,7 +19,7 @@
 
 #include "snap/snap.h"
 
-#define RUNS 3
+#define RUNS  3
 #define QUERY 123456789ul
 
 static double now_ms(void)
@@ -118,7 +118,8 @@ static int cmp_double(const void *a, const void *b)
 
 int main(void)
 {
-	char self[PATH_MAX], app[PATH_MAX + 16], base[] = "/tmp/snapdemo.XXXXXX", dir[PATH_MAX / 2], images[PATH_MAX / 2];
+	char self[PATH_MAX], app[PATH_MAX + 16], base[] = "/tmp/snapdemo.XXXXXX", dir[PATH_MAX / 2],
+						 images[PATH_MAX / 2];
 	double cold[RUNS], warm[RUNS], stage_ms[SNAP_STAGE__COUNT] = { 0 };
 	unsigned long cold_answer = 0, warm_answer = 0;
 	struct snap_stats st = { .size = sizeof(st) };
@@ -140,7 +141,8 @@ int main(void)
 		die("out of memory");
 
 	printf("snapdemo: a program that initializes for a while (a 150M prime sieve), then answers\n"
-	       "\"how many primes below %lu?\". Each time is from start to its first answer.\n\n", QUERY);
+	       "\"how many primes below %lu?\". Each time is from start to its first answer.\n\n",
+	       QUERY);
 	for (int i = 0; i < RUNS; i++) {
 		double t0;
 		pid_t pid;

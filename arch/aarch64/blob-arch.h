@@ -16,10 +16,7 @@ static inline long arch_syscall6(long nr, long a1, long a2, long a3, long a4, lo
 	register long x4 __asm__("x4") = a5;
 	register long x5 __asm__("x5") = a6;
 
-	__asm__ volatile("svc #0"
-			 : "+r"(x0)
-			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
-			 : "memory");
+	__asm__ volatile("svc #0" : "+r"(x0) : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5) : "memory");
 	return x0;
 }
 

@@ -34,8 +34,9 @@ int pac_get(struct snap_ctx *ctx, pid_t tid, struct aarch64_pac *pac)
 		/* A thread may have turned keys off (PR_PAC_SET_ENABLED_KEYS): its code then never signed with them. */
 		r = aarch64_get_regset(tid, NT_ARM_PAC_ENABLED_KEYS, &pac->enabled_keys, sizeof(pac->enabled_keys));
 		if (r)
-			return snap_fail(ctx, r, "tid %d: cannot read which pointer-authentication keys are enabled: %s",
-					 tid, strerror(-r));
+			return snap_fail(ctx, r,
+					 "tid %d: cannot read which pointer-authentication keys are enabled: %s", tid,
+					 strerror(-r));
 		pac->has_address = true;
 	}
 	if (hwcap & HWCAP_PACG) {
@@ -59,12 +60,13 @@ int pac_set(struct snap_ctx *ctx, pid_t tid, const struct aarch64_pac *pac)
 	if (pac->has_address) {
 		r = aarch64_set_regset(tid, NT_ARM_PACA_KEYS, pac->address_keys, sizeof(pac->address_keys));
 		if (r)
-			return snap_fail(ctx, r, "tid %d: cannot write the pointer-authentication address keys: %s", tid,
-					 strerror(-r));
+			return snap_fail(ctx, r, "tid %d: cannot write the pointer-authentication address keys: %s",
+					 tid, strerror(-r));
 		r = aarch64_set_regset(tid, NT_ARM_PAC_ENABLED_KEYS, &pac->enabled_keys, sizeof(pac->enabled_keys));
 		if (r)
-			return snap_fail(ctx, r, "tid %d: cannot set the enabled pointer-authentication keys to %#llx: %s",
-					 tid, (unsigned long long)pac->enabled_keys, strerror(-r));
+			return snap_fail(ctx, r,
+					 "tid %d: cannot set the enabled pointer-authentication keys to %#llx: %s", tid,
+					 (unsigned long long)pac->enabled_keys, strerror(-r));
 	}
 	if (pac->has_generic) {
 		r = aarch64_set_regset(tid, NT_ARM_PACG_KEYS, pac->generic_key, sizeof(pac->generic_key));
@@ -140,24 +142,29 @@ int pac_validate(struct snap_ctx *ctx, int tid, const Aarch64Thread *a)
 
 	if (a->has_pac_address_keys) {
 		if (a->pac_address_keys.len != sizeof(pac.address_keys) || !a->pac_address_keys.data)
-			return snap_fail(ctx, -EINVAL, "tid %d: pointer-authentication address keys of %zu bytes instead of %zu",
-					 tid, a->pac_address_keys.len, sizeof(pac.address_keys));
+			return snap_fail(ctx, -EINVAL,
+					 "tid %d: pointer-authentication address keys of %zu bytes instead of %zu", tid,
+					 a->pac_address_keys.len, sizeof(pac.address_keys));
 		if (!a->has_pac_enabled_keys || (a->pac_enabled_keys & ~(uint64_t)PAC_KEY_BITS))
-			return snap_fail(ctx, -EINVAL, "tid %d: no valid set of enabled pointer-authentication keys", tid);
+			return snap_fail(ctx, -EINVAL, "tid %d: no valid set of enabled pointer-authentication keys",
+					 tid);
 		if (!(hwcap & HWCAP_PACA))
 			return snap_fail(ctx, -EOPNOTSUPP,
-					 "tid %d: the image holds pointer-authentication keys, but this CPU has no address authentication",
+					 "tid %d: the image holds pointer-authentication keys, but this CPU has no "
+					 "address authentication",
 					 tid);
 	} else if (a->has_pac_enabled_keys) {
 		return snap_fail(ctx, -EINVAL, "tid %d: enabled pointer-authentication keys without the keys", tid);
 	}
 	if (a->has_pac_generic_key) {
 		if (a->pac_generic_key.len != sizeof(pac.generic_key) || !a->pac_generic_key.data)
-			return snap_fail(ctx, -EINVAL, "tid %d: pointer-authentication generic key of %zu bytes instead of %zu",
-					 tid, a->pac_generic_key.len, sizeof(pac.generic_key));
+			return snap_fail(ctx, -EINVAL,
+					 "tid %d: pointer-authentication generic key of %zu bytes instead of %zu", tid,
+					 a->pac_generic_key.len, sizeof(pac.generic_key));
 		if (!(hwcap & HWCAP_PACG))
 			return snap_fail(ctx, -EOPNOTSUPP,
-					 "tid %d: the image holds a generic authentication key, but this CPU has no generic authentication",
+					 "tid %d: the image holds a generic authentication key, but this CPU has no "
+					 "generic authentication",
 					 tid);
 	}
 	return 0;

@@ -17,9 +17,9 @@ _Static_assert(sizeof(struct user_fpsimd_struct) == FPSIMD_SIZE, "NT_PRFPREG lay
 _Static_assert(sizeof(struct user_regs_struct) == 34 * 8, "NT_PRSTATUS layout");
 
 /* PSTATE bits a user thread may not have (arch/arm64 valid_native_regs()). */
-#define PSR_MODE_MASK 0x0000000fu /* must be EL0t */
+#define PSR_MODE_MASK  0x0000000fu /* must be EL0t */
 #define PSR_MODE32_BIT 0x00000010u
-#define PSR_DAIF_MASK 0x000003c0u
+#define PSR_DAIF_MASK  0x000003c0u
 /* The branch-target type of the last indirect branch (FEAT_BTI). */
 #define PSR_BTYPE_MASK 0x00000c00u
 
@@ -353,7 +353,8 @@ int arch_thread_dump_fixup(struct snap_ctx *ctx, pid_t tid, ThreadCoreEntry *tc)
 		req_reg = 2, rem = x[3];
 	else
 		return 0;
-	if (!rem || rem == x[req_reg] || process_vm_readv(tid, &local, 1, &remote, 1, 0) != 4 || memcmp(insn, arch_syscall_insn, 4))
+	if (!rem || rem == x[req_reg] || process_vm_readv(tid, &local, 1, &remote, 1, 0) != 4 ||
+	    memcmp(insn, arch_syscall_insn, 4))
 		return 0;
 	if (!read_timespec(tid, x[req_reg], req) || !read_timespec(tid, rem, left))
 		return 0;

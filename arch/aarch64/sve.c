@@ -42,7 +42,8 @@ int sve_get(struct snap_ctx *ctx, pid_t tid, uint8_t **ret, size_t *ret_len)
 	if (r)
 		return snap_fail(ctx, r, "tid %d: cannot read the SVE header: %s", tid, strerror(-r));
 	if (!vl_valid(h.vl) || h.size != sve_size(h.vl, h.flags))
-		return snap_fail(ctx, -EIO, "tid %d: SVE state of %u bytes for vector length %u, flags %#x, is not understood",
+		return snap_fail(ctx, -EIO,
+				 "tid %d: SVE state of %u bytes for vector length %u, flags %#x, is not understood",
 				 tid, h.size, h.vl, h.flags);
 	buf = malloc(h.size);
 	if (!buf)
@@ -78,8 +79,8 @@ int sve_set(struct snap_ctx *ctx, pid_t tid, const uint8_t *buf, size_t len)
 	if (r)
 		return snap_fail(ctx, r, "tid %d: cannot read back the SVE header: %s", tid, strerror(-r));
 	if (now.vl != want.vl || (now.flags & SVE_PT_VL_INHERIT) != (want.flags & SVE_PT_VL_INHERIT))
-		return snap_fail(ctx, -EOPNOTSUPP, "tid %d: SVE vector length %u (flags %#x) became %u (flags %#x)", tid,
-				 want.vl, want.flags, now.vl, now.flags);
+		return snap_fail(ctx, -EOPNOTSUPP, "tid %d: SVE vector length %u (flags %#x) became %u (flags %#x)",
+				 tid, want.vl, want.flags, now.vl, now.flags);
 	return 0;
 }
 
@@ -122,8 +123,8 @@ int sve_validate(struct snap_ctx *ctx, int tid, const uint8_t *buf, size_t len)
 	if (h.flags & ~SVE_KNOWN_FLAGS)
 		return snap_fail(ctx, -EINVAL, "tid %d: unknown SVE flags %#x", tid, h.flags);
 	if (h.size != len || len != sve_size(h.vl, h.flags))
-		return snap_fail(ctx, -EINVAL, "tid %d: SVE state of %zu bytes (header says %u) for vector length %u", tid,
-				 len, h.size, h.vl);
+		return snap_fail(ctx, -EINVAL, "tid %d: SVE state of %zu bytes (header says %u) for vector length %u",
+				 tid, len, h.size, h.vl);
 	if (!(getauxval(AT_HWCAP) & HWCAP_SVE))
 		return snap_fail(ctx, -EOPNOTSUPP, "tid %d: the image holds SVE state, but this CPU has no SVE", tid);
 	if (!vl_supported(h.vl))

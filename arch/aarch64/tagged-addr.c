@@ -26,9 +26,10 @@ int tagged_addr_get(struct snap_ctx *ctx, pid_t tid, uint64_t *ret)
 	if (r)
 		return snap_fail(ctx, r, "tid %d: cannot read the tagged address control: %s", tid, strerror(-r));
 	if (*ret & MTE_BITS)
-		return snap_fail(ctx, -EOPNOTSUPP,
-				 "tid %d: uses memory tagging (MTE, tagged address control %#llx), which is not supported",
-				 tid, (unsigned long long)*ret);
+		return snap_fail(
+			ctx, -EOPNOTSUPP,
+			"tid %d: uses memory tagging (MTE, tagged address control %#llx), which is not supported", tid,
+			(unsigned long long)*ret);
 	return 0;
 }
 
@@ -52,8 +53,8 @@ int tagged_addr_validate(struct snap_ctx *ctx, int tid, uint64_t ctrl)
 	int disabled = 0;
 
 	if (ctrl & ~(uint64_t)PR_TAGGED_ADDR_ENABLE)
-		return snap_fail(ctx, -EINVAL, "tid %d: tagged address control %#llx has bits other than the ABI's", tid,
-				 (unsigned long long)ctrl);
+		return snap_fail(ctx, -EINVAL, "tid %d: tagged address control %#llx has bits other than the ABI's",
+				 tid, (unsigned long long)ctrl);
 	if (!ctrl)
 		return 0;
 	f = fopen("/proc/sys/abi/tagged_addr_disabled", "re");
@@ -64,6 +65,7 @@ int tagged_addr_validate(struct snap_ctx *ctx, int tid, uint64_t ctrl)
 	fclose(f);
 	if (disabled)
 		return snap_fail(ctx, -EOPNOTSUPP,
-				 "tid %d: uses the tagged address ABI, which abi.tagged_addr_disabled forbids here", tid);
+				 "tid %d: uses the tagged address ABI, which abi.tagged_addr_disabled forbids here",
+				 tid);
 	return 0;
 }

@@ -9,8 +9,8 @@
 
 #include "arch.h"
 
-#define XSAVE_MAX_SIZE (64u << 10)
-#define XSAVE_HDR_OFFSET 512 /* xstate_bv lives at the start of the XSAVE header */
+#define XSAVE_MAX_SIZE	     (64u << 10)
+#define XSAVE_HDR_OFFSET     512 /* xstate_bv lives at the start of the XSAVE header */
 #define XSAVE_LEGACY_AND_HDR 576
 
 const uint8_t arch_syscall_insn[] = { 0x0f, 0x05 };
@@ -188,8 +188,7 @@ int arch_thread_validate(struct snap_ctx *ctx, const ThreadCoreEntry *tc)
 	if (tc->arch_case != THREAD_CORE_ENTRY__ARCH_X86 || !x || !x->gpregs)
 		return snap_fail(ctx, -EINVAL, "tid %d: image holds no x86_64 registers", tc->tid);
 	if (x->xsave.len < XSAVE_LEGACY_AND_HDR || x->xsave.len > XSAVE_MAX_SIZE)
-		return snap_fail(ctx, -EINVAL, "tid %d: XSAVE area of %zu bytes is malformed", tc->tid,
-				 x->xsave.len);
+		return snap_fail(ctx, -EINVAL, "tid %d: XSAVE area of %zu bytes is malformed", tc->tid, x->xsave.len);
 	memcpy(&xstate_bv, x->xsave.data + XSAVE_HDR_OFFSET, sizeof(xstate_bv));
 	if (xstate_bv & ~xcr0)
 		return snap_fail(ctx, -EOPNOTSUPP,

@@ -39,16 +39,16 @@ struct x86_rt_sigframe {
 	uint8_t info[128];
 };
 
-#define UC_FP_XSTATE 0x1
-#define UC_SIGCONTEXT_SS 0x2
+#define UC_FP_XSTATE	     0x1
+#define UC_SIGCONTEXT_SS     0x2
 #define UC_STRICT_RESTORE_SS 0x4
-#define XSTATE_SW_MAGIC1 0x46505853u
-#define XSTATE_SW_MAGIC2 0x46505845u
-#define FX_SW_BYTES_OFFSET 464
+#define XSTATE_SW_MAGIC1     0x46505853u
+#define XSTATE_SW_MAGIC2     0x46505845u
+#define FX_SW_BYTES_OFFSET   464
 
-#define ERESTARTSYS 512
-#define ERESTARTNOINTR 513
-#define ERESTARTNOHAND 514
+#define ERESTARTSYS	      512
+#define ERESTARTNOINTR	      513
+#define ERESTARTNOHAND	      514
 #define ERESTART_RESTARTBLOCK 516
 
 static size_t align64(size_t v)
@@ -123,7 +123,7 @@ int arch_build_sigframe(struct snap_ctx *ctx, const ThreadCoreEntry *tc, void *b
 				sc->di = g->si; /* nanosleep(req, rem) -> nanosleep(rem, rem) */
 			else if (g->orig_ax == __NR_clock_nanosleep && !(g->si & TIMER_ABSTIME) && g->r10)
 				sc->dx = g->r10; /* clock_nanosleep(clk, 0, req, rem) -> (clk, 0, rem, rem) */
-			/* fall through */
+						 /* fall through */
 		case ERESTARTSYS:
 		case ERESTARTNOINTR:
 		case ERESTARTNOHAND:

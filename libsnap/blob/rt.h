@@ -12,14 +12,13 @@
 
 #include "blob-arch.h"
 
-#define sys0(nr) arch_syscall6(nr, 0, 0, 0, 0, 0, 0)
-#define sys1(nr, a) arch_syscall6(nr, (long)(a), 0, 0, 0, 0, 0)
-#define sys2(nr, a, b) arch_syscall6(nr, (long)(a), (long)(b), 0, 0, 0, 0)
-#define sys3(nr, a, b, c) arch_syscall6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
-#define sys4(nr, a, b, c, d) arch_syscall6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
-#define sys5(nr, a, b, c, d, e) arch_syscall6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
-#define sys6(nr, a, b, c, d, e, f) \
-	arch_syscall6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
+#define sys0(nr)		   arch_syscall6(nr, 0, 0, 0, 0, 0, 0)
+#define sys1(nr, a)		   arch_syscall6(nr, (long)(a), 0, 0, 0, 0, 0)
+#define sys2(nr, a, b)		   arch_syscall6(nr, (long)(a), (long)(b), 0, 0, 0, 0)
+#define sys3(nr, a, b, c)	   arch_syscall6(nr, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys4(nr, a, b, c, d)	   arch_syscall6(nr, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define sys5(nr, a, b, c, d, e)	   arch_syscall6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+#define sys6(nr, a, b, c, d, e, f) arch_syscall6(nr, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), (long)(f))
 
 static inline long sys_write(int fd, const void *buf, size_t len)
 {

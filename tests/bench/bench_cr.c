@@ -24,13 +24,13 @@
  */
 
 #define MAX_SIZES 16
-#define MAX_REPS 101
+#define MAX_REPS  101
 
 static const enum snap_stage dump_stages[] = { SNAP_STAGE_FREEZE, SNAP_STAGE_COLLECT, SNAP_STAGE_INFECT,
 					       SNAP_STAGE_DRAIN,  SNAP_STAGE_WRITE,   SNAP_STAGE_CURE };
 static const enum snap_stage restore_stages[] = { SNAP_STAGE_READ, SNAP_STAGE_FORK, SNAP_STAGE_PREMAP, SNAP_STAGE_FILL,
 						  SNAP_STAGE_RESTORER };
-#define NR_DUMP (sizeof(dump_stages) / sizeof(dump_stages[0]))
+#define NR_DUMP	   (sizeof(dump_stages) / sizeof(dump_stages[0]))
 #define NR_RESTORE (sizeof(restore_stages) / sizeof(restore_stages[0]))
 
 struct run {

@@ -13,9 +13,9 @@
 #define H_SUITE(suite) TestSuite(suite, .init = h_setup, .fini = h_cleanup)
 
 /* Asserts that a harness call returned 0, showing why it did not. */
-#define H_OK(expr)                                                                   \
-	do {                                                                         \
-		int h_ok_r_ = (expr);                                                \
+#define H_OK(expr)                                                                         \
+	do {                                                                               \
+		int h_ok_r_ = (expr);                                                      \
 		cr_assert(h_ok_r_ == 0, "%s failed (%d):\n%s", #expr, h_ok_r_, h_error()); \
 	} while (0)
 

@@ -24,7 +24,7 @@
 #error "meson must define SNAP_TEST_SNAPCR"
 #endif
 
-#define MAX_TMPDIRS 64
+#define MAX_TMPDIRS  64
 #define MAX_CHILDREN 1024
 
 static char err_buf[8192];
@@ -656,8 +656,7 @@ int h_go(struct h_wl *w)
 		return h_fail(-errno, "cannot create %s: %m", path);
 	close(fd);
 	if (w->wake_signal && w->pid > 0 && kill(w->pid, w->wake_signal) != 0)
-		return h_fail(-errno, "cannot send signal %d to %s (pid %d): %m", w->wake_signal, w->name,
-			      (int)w->pid);
+		return h_fail(-errno, "cannot send signal %d to %s (pid %d): %m", w->wake_signal, w->name, (int)w->pid);
 	return 0;
 }
 
@@ -772,8 +771,8 @@ int h_dump(struct h_wl *w, const char *imgdir, unsigned flags, snap_ctx *ctx)
 	/* The pid must be free again before anything is restored with it. */
 	r = h_wait_pid(w->pid, 10 * 1000, &status);
 	if (r == -ETIMEDOUT)
-		h_fail(r, "%s (pid %d) still alive 10 s after snap_dump returned; it should have been killed",
-		       w->name, (int)w->pid);
+		h_fail(r, "%s (pid %d) still alive 10 s after snap_dump returned; it should have been killed", w->name,
+		       (int)w->pid);
 	else if (r < 0)
 		h_fail(r, "waitpid(%d): %s", (int)w->pid, strerror(-r));
 	w->pid = 0;

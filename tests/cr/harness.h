@@ -17,7 +17,7 @@
  */
 
 #define H_READY_TIMEOUT_MS (10 * 1000)
-#define H_EXIT_TIMEOUT_MS (60 * 1000)
+#define H_EXIT_TIMEOUT_MS  (60 * 1000)
 /*
  * snap_dump/snap_restore cannot be interrupted; past this the watchdog kills
  * every child and ends the process (h_set_lib_timeout() changes it).

@@ -14,16 +14,19 @@ const unsigned tregs_arch_fp_note = NT_X86_XSTATE;
 #define XSAVE_HDR_LEN 64
 
 static const char *const gp_names[] = {
-	"r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9",      "r8",      "rax", "rcx", "rdx", "rsi",
-	"rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs", "gs",
+	"r15", "r14",	   "r13", "r12", "rbp",	   "rbx", "r11", "r10",	    "r9",      "r8", "rax", "rcx", "rdx", "rsi",
+	"rdi", "orig_rax", "rip", "cs",	 "eflags", "rsp", "ss",	 "fs_base", "gs_base", "ds", "es",  "fs",  "gs",
 };
 _Static_assert(sizeof(gp_names) / sizeof(gp_names[0]) == sizeof(struct user_regs_struct) / 8, "user_regs_struct");
 
 /* Names the XSAVE component holding byte @off (standard format, offsets from CPUID 0xd). */
 static const char *xstate_part(size_t off)
 {
-	static const char *const names[] = { [2] = "AVX (ymm upper halves)", [5] = "AVX-512 opmask",
-					     [6] = "AVX-512 ZMM_Hi256", [7] = "AVX-512 Hi16_ZMM", [9] = "PKRU" };
+	static const char *const names[] = { [2] = "AVX (ymm upper halves)",
+					     [5] = "AVX-512 opmask",
+					     [6] = "AVX-512 ZMM_Hi256",
+					     [7] = "AVX-512 Hi16_ZMM",
+					     [9] = "PKRU" };
 	unsigned eax, ebx, ecx, edx;
 
 	if (off < 160)

@@ -1,4 +1,5 @@
-/* Dumps that must be refused: a missing pid, and each kind of state this engine version does not handle (fds: test_files_refusals.c). */
+/* Dumps that must be refused: a missing pid, and each kind of state this engine version does not handle (fds:
+ * test_files_refusals.c). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +70,6 @@ static void expect_refused_args(const char *const *args, const char *kind)
 	H_OK(h_finish(&w));
 	(void)mode;
 }
-
 
 /* A process of the tree in a group that belongs to a process outside it. */
 Test(dump_failures, group_outside_tree)

@@ -89,12 +89,13 @@ static void check_unix_backlog(const struct h_wl *w)
 	H_OK(h_ctx_new(&ctx));
 	cr_assert(sockdiag_unix_load(ctx, &t) == 0, "sock_diag: %s", snap_error(ctx));
 	for (size_t i = 0; i < t.nr; i++) {
-		if (t.v[i].state != TCP_LISTEN || t.v[i].name_len != strlen(path) + 1 || memcmp(t.v[i].name, path, strlen(path)))
+		if (t.v[i].state != TCP_LISTEN || t.v[i].name_len != strlen(path) + 1 ||
+		    memcmp(t.v[i].name, path, strlen(path)))
 			continue;
 		found = true;
 		cr_expect(t.v[i].wqlen == 7, "the unix listener's backlog is %u, expected 7", t.v[i].wqlen);
-		cr_expect(t.v[i].rqlen == 1 && t.v[i].nr_icons == 1, "%u connections waiting on the unix listener, expected 1",
-			  t.v[i].rqlen);
+		cr_expect(t.v[i].rqlen == 1 && t.v[i].nr_icons == 1,
+			  "%u connections waiting on the unix listener, expected 1", t.v[i].rqlen);
 	}
 	cr_expect(found, "no unix listener at %s", path);
 	unix_diag_table_free(&t);
@@ -167,7 +168,8 @@ Test(files, event_nocr)
 	H_OK(h_run_nocr("wl-files-event", NULL, 0));
 }
 
-/* Linux 6.1 does not show an eventfd's counter and mode in fdinfo: the dump refuses eventfds there (snapcr check says so). */
+/* Linux 6.1 does not show an eventfd's counter and mode in fdinfo: the dump refuses eventfds there (snapcr check says
+ * so). */
 static bool eventfd_fdinfo(void)
 {
 	char path[64], *text;

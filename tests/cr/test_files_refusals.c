@@ -61,18 +61,19 @@ static void expect_refused(const char *name, const char *const *args, unsigned f
 	for (size_t i = 0; words[i]; i++)
 		cr_expect(contains_word(err, words[i]), "snap_error does not say \"%s\": \"%s\"", words[i], err);
 	if (also_pid)
-		cr_expect(contains_number(err, also_pid), "snap_error does not name pid %d: \"%s\"", (int)also_pid, err);
+		cr_expect(contains_number(err, also_pid), "snap_error does not name pid %d: \"%s\"", (int)also_pid,
+			  err);
 	snap_ctx_free(ctx);
 	expect_untouched(w.pid);
 	H_OK(h_finish(&w));
 }
 
-#define REFUSE(mode, ...)                                                               \
-	Test(files_refusals, mode##_fd)                                                 \
-	{                                                                               \
-		static const char *const args[] = { #mode, NULL };                      \
-		static const char *const words[] = { "fd", __VA_ARGS__, NULL };         \
-		expect_refused("wl-files-refuse", args, 0, words, 0);                   \
+#define REFUSE(mode, ...)                                                       \
+	Test(files_refusals, mode##_fd)                                         \
+	{                                                                       \
+		static const char *const args[] = { #mode, NULL };              \
+		static const char *const words[] = { "fd", __VA_ARGS__, NULL }; \
+		expect_refused("wl-files-refuse", args, 0, words, 0);           \
 	}
 
 REFUSE(io_uring, "io_uring")
@@ -178,8 +179,8 @@ Test(files_refusals, udp_datagram_from_outside)
 }
 
 /* Restore must fail naming @file, leave no process, and work again once the file is as it was. */
-static void expect_restore_fails(void (*change)(const char *ctldir), void (*undo)(const char *ctldir),
-				 const char *file, const char *word)
+static void expect_restore_fails(void (*change)(const char *ctldir), void (*undo)(const char *ctldir), const char *file,
+				 const char *word)
 {
 	struct h_wl w = { 0 };
 	char imgdir[PATH_MAX];

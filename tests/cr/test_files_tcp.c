@@ -23,7 +23,7 @@
 
 H_SUITE(files_tcp);
 
-#define CLIENT_IN 1000
+#define CLIENT_IN  1000
 #define CLIENT_OUT 2000
 
 /* The stream of the workloads' wl_fill(): word i of seed s is splitmix64's output for s + (i + 1) * gamma. */

@@ -58,9 +58,10 @@ Test(restore_failures, dump_not_permitted)
 		_exit(0);
 	}
 	H_OK(h_wait_pid(child, 30000, &status));
-	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		  "unprivileged dump did not fail as expected (child status 0x%x: 10 setup, 11 wrong error, 12 message)",
-		  status);
+	cr_assert(
+		WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		"unprivileged dump did not fail as expected (child status 0x%x: 10 setup, 11 wrong error, 12 message)",
+		status);
 	H_OK(h_finish(&w));
 }
 

@@ -77,6 +77,7 @@ Test(tree, prefork_cow_footprint_cr)
 	after = tree_pss_kib(w.pid);
 	cr_log_info("tree PSS before dump %ld KiB, after restore %ld KiB", before, after);
 	cr_expect(before > 60 * 1024, "the workload's tree holds only %ld KiB", before);
-	cr_expect(after <= before + before / 10, "tree PSS grew from %ld KiB to %ld KiB (more than 10%%)", before, after);
+	cr_expect(after <= before + before / 10, "tree PSS grew from %ld KiB to %ld KiB (more than 10%%)", before,
+		  after);
 	H_OK(h_finish(&w));
 }

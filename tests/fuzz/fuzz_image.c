@@ -18,12 +18,12 @@
  *   5    append a valid trailer, so that mutations get past the digest and
  *        reach the record parser
  */
-#define MODE_KIND 0x0f
+#define MODE_KIND      0x0f
 #define MODE_INVENTORY 0x10
-#define MODE_TRAILER 0x20
+#define MODE_TRAILER   0x20
 
 static const char *const names[] = {
-	"inventory.img", "pstree.img",	   "core-1.img",	"mm-1.img",	 "pagemap-1.img", "files-1.img",
+	"inventory.img", "pstree.img",	   "core-1.img",	"mm-1.img",  "pagemap-1.img", "files-1.img",
 	"pages-1.img",	 "open-files.img", "file-contents.img", "pipes.img", "file-data.img", "blob.img",
 };
 

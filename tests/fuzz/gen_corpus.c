@@ -11,7 +11,7 @@
 
 /* Must match fuzz_image.c. */
 #define MODE_INVENTORY 0x10
-#define MODE_TRAILER 0x20
+#define MODE_TRAILER   0x20
 
 static const char *const names[] = {
 	"inventory.img", "pstree.img",	   "core-1.img",	"mm-1.img",  "pagemap-1.img", "files-1.img",

@@ -1,4 +1,5 @@
-/* Unit tests of the aarch64 backend's image checks: SVE, PAC and tagged-address state that restore must refuse before creating anything. */
+/* Unit tests of the aarch64 backend's image checks: SVE, PAC and tagged-address state that restore must refuse before
+ * creating anything. */
 #include <asm/ptrace.h>
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -11,7 +12,7 @@
 
 #include "arch.h"
 
-#define TID 4242
+#define TID	     4242
 #define FPSIMD_BYTES 528
 
 static snap_ctx *ctx;

@@ -17,9 +17,9 @@
 #include "parasite-blob.h"
 #include "restorer-blob.h"
 
-#define BLOBGEN SNAP_TEST_BUILD_DIR "/../blobgen"
+#define BLOBGEN	     SNAP_TEST_BUILD_DIR "/../blobgen"
 #define PARASITE_ELF SNAP_TEST_BUILD_DIR "/../parasite/parasite.elf"
-#define LIBSNAP_SRC SNAP_TEST_SOURCE_DIR "/../libsnap"
+#define LIBSNAP_SRC  SNAP_TEST_SOURCE_DIR "/../libsnap"
 
 extern char **environ;
 
@@ -182,13 +182,16 @@ TestSuite(blob, .init = make_tmpdir, .fini = remove_tmpdir);
 
 Test(blob, relocate_copies_zero_fills_and_relocates)
 {
-	static const uint8_t bytes[20] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
-					   17, 18, 19, 20 };
+	static const uint8_t bytes[20] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20 };
 	/* One pointer in the stored bytes, one in bss, one unaligned. */
 	static const struct blob_reloc relocs[] = { { 8, 0x10 }, { 40, 0 }, { 49, 63 } };
 	const struct blob_desc b = {
-		.name = "synthetic", .bytes = bytes, .file_size = sizeof(bytes), .mem_size = 64,
-		.relocs = relocs, .nr_relocs = 3,
+		.name = "synthetic",
+		.bytes = bytes,
+		.file_size = sizeof(bytes),
+		.mem_size = 64,
+		.relocs = relocs,
+		.nr_relocs = 3,
 	};
 	const uint64_t load = 0x7f1234567000ull;
 	uint8_t dst[64 + 16];
@@ -230,8 +233,8 @@ Test(blob, map_size_is_whole_pages)
 	cr_assert_eq(blob_map_size(&b), page);
 }
 
-static void check_generated(const struct blob_desc *b, const char *name, size_t file_size,
-			    size_t mem_size, uint64_t entry)
+static void check_generated(const struct blob_desc *b, const char *name, size_t file_size, size_t mem_size,
+			    uint64_t entry)
 {
 	const uint64_t load = 0x5500000000ull;
 	uint8_t *buf;
@@ -242,15 +245,13 @@ static void check_generated(const struct blob_desc *b, const char *name, size_t 
 	cr_assert_eq(b->mem_size, mem_size);
 	cr_assert_geq(b->mem_size, b->file_size);
 	cr_assert_eq(b->mem_size % 4096, 0, "%s: mem_size is not whole 4 KiB pages", name);
-	cr_assert_lt(entry, b->file_size, "%s: entry 0x%lx is not in the stored image", name,
-		     (unsigned long)entry);
+	cr_assert_lt(entry, b->file_size, "%s: entry 0x%lx is not in the stored image", name, (unsigned long)entry);
 	cr_assert(b->nr_relocs == 0 || b->relocs);
 	cr_assert(b->file_size == 0 || b->bytes);
 
 	for (i = 0; i < b->nr_relocs; i++) {
-		cr_assert_leq(b->relocs[i].offset + 8, b->mem_size,
-			      "%s: relocation %zu at 0x%lx is outside the image", name, i,
-			      (unsigned long)b->relocs[i].offset);
+		cr_assert_leq(b->relocs[i].offset + 8, b->mem_size, "%s: relocation %zu at 0x%lx is outside the image",
+			      name, i, (unsigned long)b->relocs[i].offset);
 		cr_assert_eq(b->relocs[i].offset % 8, 0, "%s: relocation %zu is unaligned", name, i);
 		cr_assert_geq(b->relocs[i].addend, 0);
 		cr_assert_leq((uint64_t)b->relocs[i].addend, b->mem_size);
@@ -270,21 +271,22 @@ static void check_generated(const struct blob_desc *b, const char *name, size_t 
 
 Test(blob, generated_parasite)
 {
-	check_generated(&parasite_blob, "parasite", PARASITE_BLOB_FILE_SIZE,
-			PARASITE_BLOB_MEM_SIZE, PARASITE_BLOB_OFF_parasite_entry);
+	check_generated(&parasite_blob, "parasite", PARASITE_BLOB_FILE_SIZE, PARASITE_BLOB_MEM_SIZE,
+			PARASITE_BLOB_OFF_parasite_entry);
 }
 
 Test(blob, generated_restorer)
 {
-	check_generated(&restorer_blob, "restorer", RESTORER_BLOB_FILE_SIZE,
-			RESTORER_BLOB_MEM_SIZE, RESTORER_BLOB_OFF_restorer_entry);
+	check_generated(&restorer_blob, "restorer", RESTORER_BLOB_FILE_SIZE, RESTORER_BLOB_MEM_SIZE,
+			RESTORER_BLOB_OFF_restorer_entry);
 }
 
 Test(blob, blobgen_rejects_bad_arguments)
 {
 	char *no_name[] = { BLOBGEN, PARASITE_ELF, "a.c", "a.h", NULL };
-	char *bad_name[] = { BLOBGEN, "--name", "not-an-identifier", PARASITE_ELF,
-			     tmp_path("out/a.c"), tmp_path("out/a.h"), NULL };
+	char *bad_name[] = {
+		BLOBGEN, "--name", "not-an-identifier", PARASITE_ELF, tmp_path("out/a.c"), tmp_path("out/a.h"), NULL
+	};
 
 	cr_assert_eq(run(no_name, tmp_path("log")), 1);
 	cr_assert(strstr(read_text(tmp_path("log")), "usage"));
@@ -327,8 +329,10 @@ Test(blob, blobgen_rejects_truncated_elf)
 	/* The untruncated file is accepted, so the rejections above are due to the cuts. */
 	write_bytes(tmp_path("whole.elf"), elf, len);
 	{
-		char *argv[] = { BLOBGEN, "--name", "parasite", tmp_path("whole.elf"),
-				 tmp_path("out/p.c"), tmp_path("out/p.h"), NULL };
+		char *argv[] = {
+			BLOBGEN, "--name", "parasite", tmp_path("whole.elf"), tmp_path("out/p.c"), tmp_path("out/p.h"),
+			NULL
+		};
 
 		cr_assert_eq(run(argv, tmp_path("log")), 0, "%s", read_text(tmp_path("log")));
 	}
@@ -338,8 +342,7 @@ Test(blob, blobgen_rejects_truncated_elf)
 Test(blob, blobgen_rejects_symbol_relocations)
 {
 	static const char src[] = "extern int outside;\nint *tiny_get(void) { return &outside; }\n";
-	char *cc[] = { "cc", "-shared", "-fPIC", "-O2", "-o", tmp_path("lib.so"),
-		       tmp_path("lib.c"), NULL };
+	char *cc[] = { "cc", "-shared", "-fPIC", "-O2", "-o", tmp_path("lib.so"), tmp_path("lib.c"), NULL };
 
 	need_cc();
 	write_bytes(tmp_path("lib.c"), src, sizeof(src) - 1);
@@ -363,23 +366,22 @@ Test(blob, blobgen_rejects_program_with_interpreter)
  * The blob as the real ones are built: a pointer table (RELATIVE relocations),
  * a string pointer, bss, and exported functions.
  */
-static const char tiny_src[] =
-	"static int one(void) { return 11; }\n"
-	"static int two(void) { return 31; }\n"
-	"static int (*table[])(void) = { one, two };\n"
-	"static const char *const names[] = { \"one\", \"two\" };\n"
-	"static unsigned char space[10000];\n"
-	"int tiny_counter = 5;\n"
-	"int tiny_call(int i) { return table[i](); }\n"
-	"const char *tiny_name(int i) { return names[i]; }\n"
-	"void tiny_space_set(int i, int v) { space[i] = (unsigned char)v; }\n"
-	"int tiny_space_sum(void)\n"
-	"{\n"
-	"	int s = 0;\n"
-	"	for (unsigned int i = 0; i < sizeof(space); i++)\n"
-	"		s += space[i];\n"
-	"	return s;\n"
-	"}\n";
+static const char tiny_src[] = "static int one(void) { return 11; }\n"
+			       "static int two(void) { return 31; }\n"
+			       "static int (*table[])(void) = { one, two };\n"
+			       "static const char *const names[] = { \"one\", \"two\" };\n"
+			       "static unsigned char space[10000];\n"
+			       "int tiny_counter = 5;\n"
+			       "int tiny_call(int i) { return table[i](); }\n"
+			       "const char *tiny_name(int i) { return names[i]; }\n"
+			       "void tiny_space_set(int i, int v) { space[i] = (unsigned char)v; }\n"
+			       "int tiny_space_sum(void)\n"
+			       "{\n"
+			       "	int s = 0;\n"
+			       "	for (unsigned int i = 0; i < sizeof(space); i++)\n"
+			       "		s += space[i];\n"
+			       "	return s;\n"
+			       "}\n";
 
 /* Maps the blob twice, writes it through one view and runs it through the other, as infect does. */
 static const char driver_src[] =
@@ -420,14 +422,29 @@ static const char driver_src[] =
 Test(blob, blobgen_output_compiles_and_runs)
 {
 	char cflags[] = SNAP_TEST_BLOB_CFLAGS, ldflags[] = SNAP_TEST_BLOB_LDFLAGS;
-	char *blob_cc[64] = { "cc" }, *blobgen[] = {
-		BLOBGEN, "--name", "tiny", tmp_path("tiny.elf"), tmp_path("out/tiny-blob.c"),
-		tmp_path("out/tiny-blob.h"), NULL
-	};
-	char *driver_cc[] = { "cc", "-std=gnu11", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror",
-			      "-I", LIBSNAP_SRC, "-I", tmp_path("out"), "-o", tmp_path("driver"),
-			      tmp_path("driver.c"), tmp_path("out/tiny-blob.c"),
-			      LIBSNAP_SRC "/blob.c", NULL };
+	char *blob_cc[64] = { "cc" }, *blobgen[] = { BLOBGEN,
+						     "--name",
+						     "tiny",
+						     tmp_path("tiny.elf"),
+						     tmp_path("out/tiny-blob.c"),
+						     tmp_path("out/tiny-blob.h"),
+						     NULL };
+	char *driver_cc[] = { "cc",
+			      "-std=gnu11",
+			      "-D_GNU_SOURCE",
+			      "-Wall",
+			      "-Wextra",
+			      "-Werror",
+			      "-I",
+			      LIBSNAP_SRC,
+			      "-I",
+			      tmp_path("out"),
+			      "-o",
+			      tmp_path("driver"),
+			      tmp_path("driver.c"),
+			      tmp_path("out/tiny-blob.c"),
+			      LIBSNAP_SRC "/blob.c",
+			      NULL };
 	char *driver[] = { tmp_path("driver"), NULL };
 	size_t len1, len2;
 	char *h, *c1, *c2;
@@ -468,6 +485,5 @@ Test(blob, blobgen_output_compiles_and_runs)
 
 	cc_ok(driver_cc);
 	r = run(driver, tmp_path("driver.log"));
-	cr_assert_eq(r, 0, "the relocated blob misbehaved (exit %d):\n%s", r,
-		     read_text(tmp_path("driver.log")));
+	cr_assert_eq(r, 0, "the relocated blob misbehaved (exit %d):\n%s", r, read_text(tmp_path("driver.log")));
 }

@@ -68,13 +68,15 @@ Test(fdinfo, timerfd)
 	cr_assert_eq(t.interval_nsec, 0);
 	cr_assert_eq(fdinfo_parse_timerfd("clockid: 1\nticks: 0\nsettime flags: 00\nit_value: (0, 0)\n", &t, NULL),
 		     -ENOENT, "no it_interval");
-	cr_assert_eq(fdinfo_parse_timerfd("clockid: 1\nticks: 0\nsettime flags: 09\nit_value: (0, 0)\nit_interval: (0, 0)\n",
-					  &t, &bad),
-		     -EINVAL, "9 is not octal");
+	cr_assert_eq(
+		fdinfo_parse_timerfd("clockid: 1\nticks: 0\nsettime flags: 09\nit_value: (0, 0)\nit_interval: (0, 0)\n",
+				     &t, &bad),
+		-EINVAL, "9 is not octal");
 	cr_assert_eq(bad, 3);
-	cr_assert_eq(fdinfo_parse_timerfd("clockid: 1\nticks: 0\nsettime flags: 0\nit_value: (0 0)\nit_interval: (0, 0)\n",
-					  &t, &bad),
-		     -EINVAL);
+	cr_assert_eq(
+		fdinfo_parse_timerfd("clockid: 1\nticks: 0\nsettime flags: 0\nit_value: (0 0)\nit_interval: (0, 0)\n",
+				     &t, &bad),
+		-EINVAL);
 	cr_assert_eq(bad, 4);
 }
 
@@ -106,16 +108,17 @@ Test(fdinfo, epoll)
 	free(t);
 	cr_assert_eq(fdinfo_parse_epoll("pos:\t0\ntfd: 3 events: 1 data: zz\n", &t, &nr, &bad), -EINVAL);
 	cr_assert_eq(bad, 2);
-	cr_assert_eq(fdinfo_parse_epoll("tfd: 3 events: 1ffffffff data: 0\n", &t, &nr, NULL), -EINVAL, "events overflow");
+	cr_assert_eq(fdinfo_parse_epoll("tfd: 3 events: 1ffffffff data: 0\n", &t, &nr, NULL), -EINVAL,
+		     "events overflow");
 	cr_assert_eq(fdinfo_parse_epoll("tfd: 3 events: 1 data: 0 pos:x\n", &t, &nr, NULL), -EINVAL);
 }
 
 Test(fdinfo, inotify)
 {
-	static const char text[] =
-		"pos:\t0\nflags:\t00\nmnt_id:\t17\nino:\t1038\n"
-		"inotify wd:2 ino:35d sdev:fe00000 mask:80000002 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:5d03000000000000\n"
-		"inotify wd:1 ino:3c51a sdev:fe00000 mask:300 ignored_mask:0\n";
+	static const char text[] = "pos:\t0\nflags:\t00\nmnt_id:\t17\nino:\t1038\n"
+				   "inotify wd:2 ino:35d sdev:fe00000 mask:80000002 ignored_mask:0 fhandle-bytes:8 "
+				   "fhandle-type:1 f_handle:5d03000000000000\n"
+				   "inotify wd:1 ino:3c51a sdev:fe00000 mask:300 ignored_mask:0\n";
 	struct fdinfo_inotify_wd *w = NULL;
 	size_t nr = 0;
 	int bad = 0;

@@ -212,7 +212,7 @@ static void write_sample(struct fixture *fx)
 	cr_assert_null(inv.files);
 }
 
-static const char *const sample_files[] = { "core-42.img",	"files-42.img", "mm-42.img",
+static const char *const sample_files[] = { "core-42.img",    "files-42.img", "mm-42.img",
 					    "pagemap-42.img", "pages-42.img", "pstree.img" };
 
 static void open_sample(struct fixture *fx, struct img_set **set)
@@ -257,8 +257,11 @@ Test(image, names)
 	cr_assert_eq(pid, 7);
 	cr_assert_eq(img_name_parse("inventory.img", &pid), IMG_KIND_INVENTORY);
 	cr_assert_eq(img_name_parse("pstree.img", NULL), IMG_KIND_PSTREE);
-	const char *bad[] = { "core-0.img", "core-07.img", "core--7.img", "core-2147483648.img", "core-7.img.x",
-			      "core-.img",  "../core-7.img", "core-7",	"x.img",	     "",
+	const char *bad[] = { "core-0.img",    "core-07.img",
+			      "core--7.img",   "core-2147483648.img",
+			      "core-7.img.x",  "core-.img",
+			      "../core-7.img", "core-7",
+			      "x.img",	       "",
 			      "pstree.img/" };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		cr_assert_lt(img_name_parse(bad[i], NULL), 0, "%s", bad[i]);
@@ -824,8 +827,8 @@ Test(image, inventory_checks)
 	img_set_close(s);
 
 	/* Names that could leave the directory, or that are no image name. */
-	const char *bad[] = { "../core-42.img", "..", ".", "", "sub/pages-1.img", "core-042.img", "inventory.img",
-			      "core-42.img" /* a duplicate */ };
+	const char *bad[] = { "../core-42.img", "..",	      ".", "", "sub/pages-1.img", "core-042.img",
+			      "inventory.img",	"core-42.img" /* a duplicate */ };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		int dirfd = open(fx.dir, O_RDONLY | O_DIRECTORY);
 		InventoryEntry *inv;

@@ -44,78 +44,57 @@ static int parse_maps_text(const char *s, struct proc_vma_list *out, int *bad_li
 }
 
 /* The per-VMA lines smaps prints before VmFlags on 6.x kernels. */
-#define SMAPS_KEYS(kb)                          \
-	"Size:               " kb " kB\n"       \
-	"KernelPageSize:        4 kB\n"         \
-	"MMUPageSize:           4 kB\n"         \
-	"Rss:                " kb " kB\n"       \
-	"Pss:                " kb " kB\n"       \
-	"Pss_Dirty:             0 kB\n"         \
-	"Shared_Clean:          0 kB\n"         \
-	"Shared_Dirty:          0 kB\n"         \
-	"Private_Clean:      " kb " kB\n"       \
-	"Private_Dirty:         0 kB\n"         \
-	"Referenced:         " kb " kB\n"       \
-	"Anonymous:             0 kB\n"         \
-	"KSM:                   0 kB\n"         \
-	"LazyFree:              0 kB\n"         \
-	"AnonHugePages:         0 kB\n"         \
-	"ShmemPmdMapped:        0 kB\n"         \
-	"FilePmdMapped:         0 kB\n"         \
-	"Shared_Hugetlb:        0 kB\n"         \
-	"Private_Hugetlb:       0 kB\n"         \
-	"Swap:                  0 kB\n"         \
-	"SwapPss:               0 kB\n"         \
-	"Locked:                0 kB\n"         \
-	"THPeligible:           0\n"            \
+#define SMAPS_KEYS(kb)                    \
+	"Size:               " kb " kB\n" \
+	"KernelPageSize:        4 kB\n"   \
+	"MMUPageSize:           4 kB\n"   \
+	"Rss:                " kb " kB\n" \
+	"Pss:                " kb " kB\n" \
+	"Pss_Dirty:             0 kB\n"   \
+	"Shared_Clean:          0 kB\n"   \
+	"Shared_Dirty:          0 kB\n"   \
+	"Private_Clean:      " kb " kB\n" \
+	"Private_Dirty:         0 kB\n"   \
+	"Referenced:         " kb " kB\n" \
+	"Anonymous:             0 kB\n"   \
+	"KSM:                   0 kB\n"   \
+	"LazyFree:              0 kB\n"   \
+	"AnonHugePages:         0 kB\n"   \
+	"ShmemPmdMapped:        0 kB\n"   \
+	"FilePmdMapped:         0 kB\n"   \
+	"Shared_Hugetlb:        0 kB\n"   \
+	"Private_Hugetlb:       0 kB\n"   \
+	"Swap:                  0 kB\n"   \
+	"SwapPss:               0 kB\n"   \
+	"Locked:                0 kB\n"   \
+	"THPeligible:           0\n"      \
 	"ProtectionKey:         0\n"
 
 static const char smaps_sample[] =
-	"55aa58a31000-55aa58a33000 r--p 00000000 fe:00 247498                     /usr/bin/head\n"
-	SMAPS_KEYS("   8")
-	"VmFlags: rd mr mw me \n"
-	"55aa58a33000-55aa58a39000 r-xp 00002000 fe:00 247498                     /usr/bin/head\n"
-	SMAPS_KEYS("  24")
-	"VmFlags: rd ex mr mw me \n"
-	"55aa86d95000-55aa86db6000 rw-p 00000000 00:00 0                          [heap]\n"
-	SMAPS_KEYS(" 132")
-	"VmFlags: rd wr mr mw me ac \n"
-	"7fce095bc000-7fce095bf000 rw-p 00000000 00:00 0 \n"
-	SMAPS_KEYS("  12")
-	"VmFlags: rd wr mr mw me ac nr \n"
-	"7fce095c0000-7fce095c2000 rw-s 00000000 00:01 4099                       /memfd:jit (deleted)\n"
-	SMAPS_KEYS("   8")
-	"VmFlags: rd wr sh mr mw me ms \n"
-	"7fce095c2000-7fce095c3000 r--p 1a2b3c000 103:0a 1234                     /home/user/My Files/data  set.bin\n"
-	SMAPS_KEYS("   4")
-	"VmFlags: rd mr mw me sr \n"
-	"7fce095c3000-7fce095c4000 rw-p 00000000 fe:00 5678                       /tmp/new\\012line\n"
-	SMAPS_KEYS("   4")
-	"VmFlags: rd wr mr mw me dc dd wf \n"
-	"7fce095c4000-7fce095c8000 rw-p 00000000 00:00 0                          [anon:jit cache]\n"
-	SMAPS_KEYS("  16")
-	"VmFlags: rd wr mr mw me ac hg mg lo xx sl \n"
-	"7fce095c8000-7fce095c9000 rw-s 00000000 00:01 6                          [anon_shmem:ring]\n"
-	SMAPS_KEYS("   4")
-	"VmFlags: rd wr sh mr mw me ms nh rr um uw \n"
-	"7fed2ab6f000-7fed2ab73000 r--p 00000000 00:00 0                          [vvar]\n"
-	SMAPS_KEYS("   0")
-	"VmFlags: rd mr pf io de dd \n"
-	"7fed2ab73000-7fed2ab75000 r--p 00000000 00:00 0                          [vvar_vclock]\n"
-	SMAPS_KEYS("   0")
-	"VmFlags: rd mr pf io de dd \n"
-	"7fed2ab75000-7fed2ab77000 r-xp 00000000 00:00 0                          [vdso]\n"
-	SMAPS_KEYS("   8")
-	"VmFlags: rd ex mr mw me de \n"
-	"7ffee52a7000-7ffee52c8000 rw-p 00000000 00:00 0                          [stack]\n"
-	SMAPS_KEYS("  20")
-	"VmFlags: rd wr mr mw me gd ac \n"
-	"7fff00000000-7fff00200000 rw-s 00000000 00:0f 31337                      /anon_hugepage (deleted)\n"
-	SMAPS_KEYS("2048")
-	"VmFlags: rd wr sh mr mw me ms de ht \n"
-	"ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n"
-	SMAPS_KEYS("   0")
-	"VmFlags: ex \n";
+	"55aa58a31000-55aa58a33000 r--p 00000000 fe:00 247498                     "
+	"/usr/bin/head\n" SMAPS_KEYS(
+		"   8") "VmFlags: rd mr mw me \n"
+			"55aa58a33000-55aa58a39000 r-xp 00002000 fe:00 247498               "
+			"      /usr/bin/head\n" SMAPS_KEYS("  24") "VmFlags: rd ex mr mw me \n"
+								   "55aa86d95000-55aa86db6000 rw-p 00000000 00:00 0    "
+								   "                      [heap]\n" SMAPS_KEYS(" 132") "VmFlags: rd wr mr mw me ac \n"
+														       "7fce095bc000-7fce095bf000 rw-p 00000000 00:00 0 \n" SMAPS_KEYS("  12") "VmFlags: rd wr mr mw me ac nr \n"
+																							       "7fce095c0000-7fce095c2000 rw-s 00000000 00:01 4099                       /memfd:jit (deleted)\n" SMAPS_KEYS("   8") "VmFlags: rd wr sh mr mw me ms \n"
+																																						    "7fce095c2000-7fce095c3000 r--p 1a2b3c000 103:0a 1234                     /home/user/My Files/data  set.bin\n" SMAPS_KEYS("   4") "VmFlags: rd mr mw me sr \n"
+																																																						      "7fce095c3000-7fce095c4000 rw-p 00000000 fe:00 5678                       /tmp/new\\012line\n" SMAPS_KEYS("   4") "VmFlags: rd wr mr mw me dc dd wf \n"
+																																																																					"7fce095c4000-7fce095c8000 rw-p 00000000 00:00 0                          [anon:jit cache]\n" SMAPS_KEYS("  16") "VmFlags: rd wr mr mw me ac hg mg lo xx sl \n"
+																																																																																			 "7fce095c8000-7fce095c9000 rw-s 00000000 00:01 6                          [anon_shmem:ring]\n" SMAPS_KEYS(
+																																																																																				 "   4") "VmFlags: rd wr sh mr mw me ms nh rr um uw \n"
+																																																																																					 "7fed2ab6f000-7fed2ab73000 r--p 00000000 00:00 0                          [vvar]\n" SMAPS_KEYS(
+																																																																																						 "   0") "VmFlags: rd mr pf io de dd \n"
+																																																																																							 "7fed2ab73000-7fed2ab75000 r--p 00000000 00:00 0                          [vvar_vclock]\n" SMAPS_KEYS("   0") "VmFlags: rd mr pf io de dd \n"
+																																																																																																				       "7fed2ab75000-7fed2ab77000 r-xp 00000000 00:00 0                          [vdso]\n" SMAPS_KEYS(
+																																																																																																					       "   8") "VmFlags: rd ex mr mw me de \n"
+																																																																																																						       "7ffee52a7000-7ffee52c8000 rw-p 00000000 00:00 0                          [stack]\n" SMAPS_KEYS("  20") "VmFlags: rd wr mr mw me gd ac \n"
+																																																																																																																			       "7fff00000000-7fff00200000 rw-s 00000000 00:0f 31337                      /anon_hugepage (deleted)\n" SMAPS_KEYS(
+																																																																																																																				       "2048") "VmFlags: rd wr sh mr mw me ms de ht \n"
+																																																																																																																					       "ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]\n" SMAPS_KEYS(
+																																																																																																																						       "   0") "VmFlags: ex \n";
 
 struct want_vma {
 	uint64_t start, end;
@@ -138,10 +117,9 @@ static const struct want_vma smaps_want[] = {
 	{ 0x55aa58a33000, 0x55aa58a39000, R | X, false, 0x2000, 0xfe, 0, 247498, "/usr/bin/head", false, 0 },
 	{ 0x55aa86d95000, 0x55aa86db6000, R | W, false, 0, 0, 0, 0, "[heap]", false, 0 },
 	{ 0x7fce095bc000, 0x7fce095bf000, R | W, false, 0, 0, 0, 0, NULL, false, VMF_NORESERVE },
-	{ 0x7fce095c0000, 0x7fce095c2000, R | W, true, 0, 0, 1, 4099, "/memfd:jit", true,
-	  VMF_SHARED | VMF_MAYSHARE },
-	{ 0x7fce095c2000, 0x7fce095c3000, R, false, 0x1a2b3c000, 0x103, 0xa, 1234,
-	  "/home/user/My Files/data  set.bin", false, VMF_SEQREAD },
+	{ 0x7fce095c0000, 0x7fce095c2000, R | W, true, 0, 0, 1, 4099, "/memfd:jit", true, VMF_SHARED | VMF_MAYSHARE },
+	{ 0x7fce095c2000, 0x7fce095c3000, R, false, 0x1a2b3c000, 0x103, 0xa, 1234, "/home/user/My Files/data  set.bin",
+	  false, VMF_SEQREAD },
 	{ 0x7fce095c3000, 0x7fce095c4000, R | W, false, 0, 0xfe, 0, 5678, "/tmp/new\nline", false,
 	  VMF_DONTFORK | VMF_DONTDUMP | VMF_WIPEONFORK },
 	{ 0x7fce095c4000, 0x7fce095c8000, R | W, false, 0, 0, 0, 0, "[anon:jit cache]", false,
@@ -259,9 +237,9 @@ Test(maps, only_newline_escape_is_decoded)
 	struct proc_vma_list l;
 	int bad;
 
-	cr_assert_eq(parse_maps_text("1000-2000 rw-s 00000000 00:01 7 /memfd:a\\101\\01\\\\012z\\012 (deleted)\n", &l,
-				     &bad),
-		     0);
+	cr_assert_eq(
+		parse_maps_text("1000-2000 rw-s 00000000 00:01 7 /memfd:a\\101\\01\\\\012z\\012 (deleted)\n", &l, &bad),
+		0);
 	cr_assert_eq(l.nr, 1);
 	cr_expect_str_eq(l.v[0].path, "/memfd:a\\101\\01\\\nz\n");
 	cr_expect(l.v[0].deleted);
@@ -317,8 +295,8 @@ Test(maps, many_vmas_across_chunks)
 		uint64_t a = 0x10000000ull + i * 0x2000;
 
 		len += (size_t)snprintf(s + len, cap - len, "%lx-%lx %s %08zx fe:01 %zu /lib/f%zu.so\nRss: 4 kB\n%s",
-					(unsigned long)a, (unsigned long)a + 0x1000, i & 1 ? "rw-p" : "r-xs", i,
-					i + 7, i, i % 3 ? "VmFlags: rd sh\n" : "");
+					(unsigned long)a, (unsigned long)a + 0x1000, i & 1 ? "rw-p" : "r-xs", i, i + 7,
+					i, i % 3 ? "VmFlags: rd sh\n" : "");
 	}
 	cr_assert_eq(parse_maps_text_n(s, len, &l, &bad), 0, "bad line %d", bad);
 	cr_assert_eq(l.nr, n);
@@ -359,26 +337,26 @@ Test(maps, malformed_lines)
 		const char *s;
 		int line;
 	} cases[] = {
-		{ "Rss:   4 kB\n" GOOD_VMA, 1 },			     /* key before any VMA */
-		{ GOOD_VMA "3000-4000 rwzp 00000000 00:00 0\n", 4 },	     /* bad perm letter */
-		{ GOOD_VMA "3000-4000 rw-x 00000000 00:00 0\n", 4 },	     /* bad share letter */
-		{ GOOD_VMA "3000-4000 rw- 00000000 00:00 0\n", 4 },	     /* perms too short */
-		{ GOOD_VMA "3000 4000 rw-p 00000000 00:00 0\n", 4 },	     /* no '-' in range */
-		{ GOOD_VMA "4000-3000 rw-p 00000000 00:00 0\n", 4 },	     /* end before start */
-		{ GOOD_VMA "3000-3000 rw-p 00000000 00:00 0\n", 4 },	     /* empty range */
-		{ GOOD_VMA "3g00-4000 rw-p 00000000 00:00 0\n", 4 },	     /* not hex */
-		{ GOOD_VMA "3000-4000 rw-p 00000000 00:00\n", 4 },	     /* no inode */
-		{ GOOD_VMA "3000-4000 rw-p 00000000 0000 0\n", 4 },	     /* no ':' in device */
-		{ GOOD_VMA "3000-4000 rw-p 0000zz00 00:00 0\n", 4 },	     /* offset not hex */
-		{ GOOD_VMA "3000-4000 rw-p 00000000 00:00 0x1\n", 4 },	     /* inode not decimal */
+		{ "Rss:   4 kB\n" GOOD_VMA, 1 },					   /* key before any VMA */
+		{ GOOD_VMA "3000-4000 rwzp 00000000 00:00 0\n", 4 },			   /* bad perm letter */
+		{ GOOD_VMA "3000-4000 rw-x 00000000 00:00 0\n", 4 },			   /* bad share letter */
+		{ GOOD_VMA "3000-4000 rw- 00000000 00:00 0\n", 4 },			   /* perms too short */
+		{ GOOD_VMA "3000 4000 rw-p 00000000 00:00 0\n", 4 },			   /* no '-' in range */
+		{ GOOD_VMA "4000-3000 rw-p 00000000 00:00 0\n", 4 },			   /* end before start */
+		{ GOOD_VMA "3000-3000 rw-p 00000000 00:00 0\n", 4 },			   /* empty range */
+		{ GOOD_VMA "3g00-4000 rw-p 00000000 00:00 0\n", 4 },			   /* not hex */
+		{ GOOD_VMA "3000-4000 rw-p 00000000 00:00\n", 4 },			   /* no inode */
+		{ GOOD_VMA "3000-4000 rw-p 00000000 0000 0\n", 4 },			   /* no ':' in device */
+		{ GOOD_VMA "3000-4000 rw-p 0000zz00 00:00 0\n", 4 },			   /* offset not hex */
+		{ GOOD_VMA "3000-4000 rw-p 00000000 00:00 0x1\n", 4 },			   /* inode not decimal */
 		{ GOOD_VMA "3000-4000 rw-p 00000000 00:00 99999999999999999999999\n", 4 }, /* inode overflow */
 		{ GOOD_VMA "10000000000000000-10000000000000001 rw-p 0 00:00 0\n", 4 },	   /* 17 hex digits */
-		{ GOOD_VMA "\n" GOOD_VMA, 4 },				     /* empty line */
-		{ GOOD_VMA "Rss 4 kB\n", 4 },				     /* key without ':' */
-		{ GOOD_VMA "VmFlags\n", 4 },				     /* lone word */
-		{ GOOD_VMA " Rss: 4 kB\n", 4 },			     /* leading blank */
-		{ GOOD_VMA "-1000-2000 r--p 00000000 fe:00 12\n", 4 },	     /* leading '-' */
-		{ GOOD_VMA GOOD_VMA "garbage\n", 7 },			     /* plain text */
+		{ GOOD_VMA "\n" GOOD_VMA, 4 },						   /* empty line */
+		{ GOOD_VMA "Rss 4 kB\n", 4 },						   /* key without ':' */
+		{ GOOD_VMA "VmFlags\n", 4 },						   /* lone word */
+		{ GOOD_VMA " Rss: 4 kB\n", 4 },						   /* leading blank */
+		{ GOOD_VMA "-1000-2000 r--p 00000000 fe:00 12\n", 4 },			   /* leading '-' */
+		{ GOOD_VMA GOOD_VMA "garbage\n", 7 },					   /* plain text */
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
@@ -401,8 +379,7 @@ Test(maps, vmflags_codes)
 	cr_expect_eq(proc_parse_vmflags("gd sh ms dd dc hg nh mg lo io pf wf sr rr nr ht um uw "),
 		     VMF_GROWSDOWN | VMF_SHARED | VMF_MAYSHARE | VMF_DONTDUMP | VMF_DONTFORK | VMF_HUGEPAGE |
 			     VMF_NOHUGEPAGE | VMF_MERGEABLE | VMF_LOCKED | VMF_IO | VMF_PFNMAP | VMF_WIPEONFORK |
-			     VMF_SEQREAD | VMF_RANDREAD | VMF_NORESERVE | VMF_HUGETLB | VMF_UFFD_MISSING |
-			     VMF_UFFD_WP);
+			     VMF_SEQREAD | VMF_RANDREAD | VMF_NORESERVE | VMF_HUGETLB | VMF_UFFD_MISSING | VMF_UFFD_WP);
 	/* Unknown and longer codes are skipped, not mistaken for known prefixes. */
 	cr_expect_eq(proc_parse_vmflags("ss sl bt er dw de ar sf mm zz gdx hgg s h"), 0);
 	cr_expect_eq(proc_parse_vmflags("\tsh\t\tdd"), VMF_SHARED | VMF_DONTDUMP);
@@ -410,14 +387,14 @@ Test(maps, vmflags_codes)
 
 /* Fields 4..52 hold 1000 + field number unless a test needs a particular value. */
 static const char stat_sample[] =
-	"4242 (a) (b c) S " /* 1 pid, 2 comm, 3 state */
-	"101 102 103 34816 -1 4194560 "	/* 4 ppid .. 9 flags */
+	"4242 (a) (b c) S "				     /* 1 pid, 2 comm, 3 state */
+	"101 102 103 34816 -1 4194560 "			     /* 4 ppid .. 9 flags */
 	"1010 1011 1012 1013 1014 1015 1016 1017 1018 1019 " /* 10..19 */
-	"3 0 55015 3133440 380 18446744073709551615 "	      /* 20 num_threads .. 25 rsslim */
-	"94810468839424 94810468859305 140727476429008 "      /* 26 start_code, 27 end_code, 28 start_stack */
-	"1029 1030 0 0 0 0 0 0 0 " /* 29..37 */
-	"17 1 0 0 0 0 0 "	   /* 38 exit_signal .. 44 */
-	"94810468875312 94810468876928 94811031773184 " /* 45 start_data, 46 end_data, 47 start_brk */
+	"3 0 55015 3133440 380 18446744073709551615 "	     /* 20 num_threads .. 25 rsslim */
+	"94810468839424 94810468859305 140727476429008 "     /* 26 start_code, 27 end_code, 28 start_stack */
+	"1029 1030 0 0 0 0 0 0 0 "			     /* 29..37 */
+	"17 1 0 0 0 0 0 "				     /* 38 exit_signal .. 44 */
+	"94810468875312 94810468876928 94811031773184 "	     /* 45 start_data, 46 end_data, 47 start_brk */
 	"140727476435592 140727476435612 140727476435613 140727476436971 " /* 48..51 arg/env */
 	"256\n";							   /* 52 exit_code */
 
@@ -521,43 +498,43 @@ Test(stat, malformed)
 }
 
 static const char status_sample[] = "Name:\ta) (b c\n"
-				     "Umask:\t0027\n"
-				     "State:\tS (sleeping)\n"
-				     "Tgid:\t4242\n"
-				     "Ngid:\t0\n"
-				     "Pid:\t4243\n"
-				     "PPid:\t101\n"
-				     "TracerPid:\t99\n"
-				     "Uid:\t1000\t1001\t1002\t1003\n"
-				     "Gid:\t2000\t2001\t2002\t4294967295\n"
-				     "FDSize:\t256\n"
-				     "Groups:\t \n"
-				     "NStgid:\t4242\t17\t1\n"
-				     "NSpid:\t4243\t18\t2\n"
-				     "NSpgid:\t4242\t17\t1\n"
-				     "NSsid:\t3669\t0\t0\n"
-				     "Kthread:\t0\n"
-				     "VmPeak:\t    3060 kB\n"
-				     "VmRSS:\t    1764 kB\n"
-				     "untag_mask:\t0xffffffffffffffff\n"
-				     "Threads:\t7\n"
-				     "SigQ:\t0/96365\n"
-				     "SigPnd:\t0000000000000100\n"
-				     "ShdPnd:\t0000000000004000\n"
-				     "SigBlk:\tfffffffe7ffbfeff\n"
-				     "SigIgn:\t0000000000001000\n"
-				     "SigCgt:\t0000000180014a07\n"
-				     "CapInh:\t0000000000000001\n"
-				     "CapPrm:\t000001fffeffffff\n"
-				     "CapEff:\t000001fffefffffe\n"
-				     "CapBnd:\t000001ffffffffff\n"
-				     "CapAmb:\t0000000000000400\n"
-				     "NoNewPrivs:\t0\n"
-				     "Seccomp:\t2\n"
-				     "Speculation_Store_Bypass:\tvulnerable\n"
-				     "Cpus_allowed_list:\t0-1\n"
-				     "voluntary_ctxt_switches:\t12\n"
-				     "nonvoluntary_ctxt_switches:\t1\n";
+				    "Umask:\t0027\n"
+				    "State:\tS (sleeping)\n"
+				    "Tgid:\t4242\n"
+				    "Ngid:\t0\n"
+				    "Pid:\t4243\n"
+				    "PPid:\t101\n"
+				    "TracerPid:\t99\n"
+				    "Uid:\t1000\t1001\t1002\t1003\n"
+				    "Gid:\t2000\t2001\t2002\t4294967295\n"
+				    "FDSize:\t256\n"
+				    "Groups:\t \n"
+				    "NStgid:\t4242\t17\t1\n"
+				    "NSpid:\t4243\t18\t2\n"
+				    "NSpgid:\t4242\t17\t1\n"
+				    "NSsid:\t3669\t0\t0\n"
+				    "Kthread:\t0\n"
+				    "VmPeak:\t    3060 kB\n"
+				    "VmRSS:\t    1764 kB\n"
+				    "untag_mask:\t0xffffffffffffffff\n"
+				    "Threads:\t7\n"
+				    "SigQ:\t0/96365\n"
+				    "SigPnd:\t0000000000000100\n"
+				    "ShdPnd:\t0000000000004000\n"
+				    "SigBlk:\tfffffffe7ffbfeff\n"
+				    "SigIgn:\t0000000000001000\n"
+				    "SigCgt:\t0000000180014a07\n"
+				    "CapInh:\t0000000000000001\n"
+				    "CapPrm:\t000001fffeffffff\n"
+				    "CapEff:\t000001fffefffffe\n"
+				    "CapBnd:\t000001ffffffffff\n"
+				    "CapAmb:\t0000000000000400\n"
+				    "NoNewPrivs:\t0\n"
+				    "Seccomp:\t2\n"
+				    "Speculation_Store_Bypass:\tvulnerable\n"
+				    "Cpus_allowed_list:\t0-1\n"
+				    "voluntary_ctxt_switches:\t12\n"
+				    "nonvoluntary_ctxt_switches:\t1\n";
 
 static int parse_status_text(const char *s, struct proc_status *st)
 {
@@ -642,15 +619,15 @@ Test(status, malformed)
 	const struct {
 		const char *key, *line;
 	} cases[] = {
-		{ "SigBlk:", NULL },			  /* required field missing */
-		{ "Pid:", NULL },			  /* required field missing */
-		{ "NSpid:", NULL },			  /* required field missing */
-		{ "Uid:", "Uid:\t1000\t1001\t1002\n" },	  /* three ids */
-		{ "Gid:", "Gid:\t1\t2\t3\t4\t5\n" },	  /* five ids */
+		{ "SigBlk:", NULL },				    /* required field missing */
+		{ "Pid:", NULL },				    /* required field missing */
+		{ "NSpid:", NULL },				    /* required field missing */
+		{ "Uid:", "Uid:\t1000\t1001\t1002\n" },		    /* three ids */
+		{ "Gid:", "Gid:\t1\t2\t3\t4\t5\n" },		    /* five ids */
 		{ "Uid:", "Uid:\t1000\t1001\t1002\t4294967296\n" }, /* does not fit */
-		{ "Umask:", "Umask:\t0028\n" },		  /* not octal */
-		{ "SigCgt:", "SigCgt:\t00000001800g4a07\n" },	  /* not hex */
-		{ "CapEff:", "CapEff:\t10000000000000000\n" },	  /* 17 digits */
+		{ "Umask:", "Umask:\t0028\n" },			    /* not octal */
+		{ "SigCgt:", "SigCgt:\t00000001800g4a07\n" },	    /* not hex */
+		{ "CapEff:", "CapEff:\t10000000000000000\n" },	    /* 17 digits */
 		{ "Tgid:", "Tgid:\t-1\n" },
 		{ "Pid:", "Pid:\t\n" },
 		{ "NSpid:", "NSpid:\t\n" },
@@ -739,12 +716,12 @@ Test(fdinfo, ino_is_optional)
 Test(fdinfo, malformed)
 {
 	const char *cases[] = {
-		"flags:\t02\nmnt_id:\t17\n",		 /* no pos */
-		"pos:\t0\nmnt_id:\t17\n",		 /* no flags */
-		"pos:\t0\nflags:\t02\n",		 /* no mnt_id */
-		"pos:\tabc\nflags:\t02\nmnt_id:\t17\n",	 /* pos not a number */
-		"pos:\t0\nflags:\t09\nmnt_id:\t17\n",	 /* flags not octal */
-		"pos:\t0\nflags:\t02\nmnt_id:\t-3\n",	 /* negative mnt_id */
+		"flags:\t02\nmnt_id:\t17\n",		      /* no pos */
+		"pos:\t0\nmnt_id:\t17\n",		      /* no flags */
+		"pos:\t0\nflags:\t02\n",		      /* no mnt_id */
+		"pos:\tabc\nflags:\t02\nmnt_id:\t17\n",	      /* pos not a number */
+		"pos:\t0\nflags:\t09\nmnt_id:\t17\n",	      /* flags not octal */
+		"pos:\t0\nflags:\t02\nmnt_id:\t-3\n",	      /* negative mnt_id */
 		"pos:\t0\nflags:\t02\nmnt_id:\t1\nino:\tx\n", /* ino not a number */
 		"",
 	};
@@ -936,8 +913,8 @@ Test(live, stat_and_status)
 	cr_expect_eq(st.pgrp, getpgrp());
 	cr_expect_eq(st.session, getsid(0));
 	cr_expect_geq(st.num_threads, 1);
-	cr_expect(here >= st.start_code && here < st.end_code, "code %#lx outside [%#lx, %#lx)",
-		  (unsigned long)here, st.start_code, st.end_code);
+	cr_expect(here >= st.start_code && here < st.end_code, "code %#lx outside [%#lx, %#lx)", (unsigned long)here,
+		  st.start_code, st.end_code);
 	cr_expect_eq(st.exit_signal, SIGCHLD);
 
 	mask = umask(0027);
@@ -1083,7 +1060,8 @@ Test(live, missing_pid_names_pid_and_file)
 
 	snap_clear_error(ctx);
 	cr_expect_eq(proc_read_stat(ctx, INT_MAX, &st), -ENOENT);
-	cr_expect_str_eq(snap_error(ctx), "pid 2147483647: cannot open /proc/2147483647/stat: No such file or directory");
+	cr_expect_str_eq(snap_error(ctx),
+			 "pid 2147483647: cannot open /proc/2147483647/stat: No such file or directory");
 
 	snap_clear_error(ctx);
 	cr_expect_eq(proc_readlink(ctx, INT_MAX, "exe", &s), -ENOENT);

@@ -53,7 +53,8 @@ Test(posix_timers, every_kind)
 	cr_expect(v[0].id == 4713 && v[0].signo == 14 && v[0].sigval == 0x1269 && v[0].notify == PROC_SIGEV_SIGNAL &&
 		  v[0].target == 15995 && v[0].clock_id == -6);
 	cr_expect(v[1].id == 4712 && v[1].signo == 10 && v[1].sigval == 0x1234567890abcdefull &&
-		  v[1].notify == (PROC_SIGEV_SIGNAL | PROC_SIGEV_THREAD_ID) && v[1].target == 15996 && v[1].clock_id == 0);
+		  v[1].notify == (PROC_SIGEV_SIGNAL | PROC_SIGEV_THREAD_ID) && v[1].target == 15996 &&
+		  v[1].clock_id == 0);
 	cr_expect(v[2].id == 0 && v[2].notify == PROC_SIGEV_NONE && v[2].clock_id == 7);
 	free(v);
 }

@@ -8,16 +8,16 @@
 #include "heapdata.h"
 #include "wl.h"
 
-#define SEED_MALLOC 0x6d616c6c6f630000ull
-#define SEED_MMAP 0x6d6d617000000000ull
-#define SEED_SPARSE 0x7370617273650000ull
-#define SEED_CHURN 0x636875726e000000ull
-#define SEED_BSS 0x6273730000000000ull
-#define SEED_DATA 0x6461746100000000ull
-#define SEED_TLS 0x746c730000000000ull
+#define SEED_MALLOC   0x6d616c6c6f630000ull
+#define SEED_MMAP     0x6d6d617000000000ull
+#define SEED_SPARSE   0x7370617273650000ull
+#define SEED_CHURN    0x636875726e000000ull
+#define SEED_BSS      0x6273730000000000ull
+#define SEED_DATA     0x6461746100000000ull
+#define SEED_TLS      0x746c730000000000ull
 #define SPARSE_STRIDE 1000
 
-#define MAX_BUFS 64
+#define MAX_BUFS  64
 #define MAX_CHURN 8192
 
 struct area {
@@ -73,8 +73,8 @@ void heapdata_setup(const struct heapdata_opts *opts)
 {
 	/* Sizes around the allocator's bins, page size and mmap threshold. */
 	static const size_t sizes[] = {
-		1, 7, 8, 15, 16, 31, 64, 100, 255, 1000, 4095, 4096, 4097, 10000, 65536, 131071, 131072, 200000,
-		1 << 20, 3 << 20,
+		1,    7,    8,	  15,	 16,	31,	64,	100,	255,	 1000,
+		4095, 4096, 4097, 10000, 65536, 131071, 131072, 200000, 1 << 20, 3 << 20,
 	};
 	size_t ps = wl_page_size();
 	unsigned i;
@@ -109,8 +109,8 @@ void heapdata_setup(const struct heapdata_opts *opts)
 
 	sparse_len = opts->sparse_bytes;
 	if (sparse_len) {
-		sparse = mmap(NULL, sparse_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			      -1, 0);
+		sparse = mmap(NULL, sparse_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
+			      0);
 		if (sparse == MAP_FAILED)
 			wl_die("mmap(%zu, MAP_NORESERVE) failed: %m", sparse_len);
 		for (size_t pg = 0; pg * ps < sparse_len; pg += SPARSE_STRIDE)

@@ -40,18 +40,23 @@ static const struct {
 	int res;
 	rlim_t cur, max;
 } limits[] = {
-	{ RLIMIT_NOFILE, 200, 300 },	  { RLIMIT_CORE, 1024, 8192 },
-	{ RLIMIT_STACK, 6 << 20, 16 << 20 }, { RLIMIT_CPU, 1000, 2000 },
-	{ RLIMIT_FSIZE, 1ul << 40, 1ul << 41 }, { RLIMIT_MSGQUEUE, 400000, 700000 },
-	{ RLIMIT_LOCKS, 100, 200 },	  { RLIMIT_SIGPENDING, 5000, 6000 },
-	{ RLIMIT_MEMLOCK, 4 << 20, 6 << 20 }, { RLIMIT_RTTIME, 5000000, 9000000 },
+	{ RLIMIT_NOFILE, 200, 300 },
+	{ RLIMIT_CORE, 1024, 8192 },
+	{ RLIMIT_STACK, 6 << 20, 16 << 20 },
+	{ RLIMIT_CPU, 1000, 2000 },
+	{ RLIMIT_FSIZE, 1ul << 40, 1ul << 41 },
+	{ RLIMIT_MSGQUEUE, 400000, 700000 },
+	{ RLIMIT_LOCKS, 100, 200 },
+	{ RLIMIT_SIGPENDING, 5000, 6000 },
+	{ RLIMIT_MEMLOCK, 4 << 20, 6 << 20 },
+	{ RLIMIT_RTTIME, 5000000, 9000000 },
 };
 
-#define PERSONALITY (PER_LINUX | UNAME26 | ADDR_NO_RANDOMIZE)
-#define NICE 7
-#define IOPRIO ((IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 6)
+#define PERSONALITY   (PER_LINUX | UNAME26 | ADDR_NO_RANDOMIZE)
+#define NICE	      7
+#define IOPRIO	      ((IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 6)
 #define OOM_SCORE_ADJ 345
-#define TIMER_SLACK 123456
+#define TIMER_SLACK   123456
 
 static struct {
 	struct rlimit rl[RLIM_NLIMITS];
@@ -75,7 +80,9 @@ static int read_oom_score_adj(void)
 
 static void setup(void)
 {
-	struct sched_attr_v1 sa = { .size = sizeof(sa), .policy = SCHED_BATCH, .flags = SCHED_FLAG_RESET_ON_FORK, .nice = NICE };
+	struct sched_attr_v1 sa = {
+		.size = sizeof(sa), .policy = SCHED_BATCH, .flags = SCHED_FLAG_RESET_ON_FORK, .nice = NICE
+	};
 	struct utsname u;
 	char buf[16];
 	int fd, n;
@@ -177,8 +184,8 @@ static void check(void)
 	if (sched_getaffinity(0, sizeof(cpus), &cpus))
 		wl_fail("sched_getaffinity failed: %m");
 	else
-		wl_expect(CPU_EQUAL(&cpus, &before.cpus), "CPU affinity is %d CPUs, expected only CPU %d", CPU_COUNT(&cpus),
-			  before.cpu);
+		wl_expect(CPU_EQUAL(&cpus, &before.cpus), "CPU affinity is %d CPUs, expected only CPU %d",
+			  CPU_COUNT(&cpus), before.cpu);
 	r = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, 0);
 	wl_expect(r == IOPRIO, "I/O priority is %#lx, expected %#x", r, IOPRIO);
 	v = read_oom_score_adj();

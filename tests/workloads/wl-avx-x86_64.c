@@ -44,7 +44,7 @@ _Static_assert(offsetof(struct avx_ctl, elapsed_ns) == CTL_ELAPSED_NS, "layout")
 _Static_assert(offsetof(struct avx_ctl, limit_ns) == CTL_LIMIT_NS, "layout");
 
 #define SEED_VEC 0x7665630000000000ull
-#define SEED_K 0x6b00000000000000ull
+#define SEED_K	 0x6b00000000000000ull
 #define SEED_GPR 0x6770720000000000ull
 
 /* Round toward zero, flush-to-zero, all exceptions masked (default 0x1f80). */
@@ -80,8 +80,8 @@ static int detect_mode(void)
 
 static void setup_expected(struct avx_ctl *ctl)
 {
-	static const double x87_in[8] = { 1.5, -2.25, 3.14159265358979, 1e100, -7.5e-20, 123456789.125,
-					  2.718281828459045, -0.0 };
+	static const double x87_in[8] = { 1.5,	    -2.25,	   3.14159265358979,  1e100,
+					  -7.5e-20, 123456789.125, 2.718281828459045, -0.0 };
 	unsigned nvec = ctl->mode == AVX_MODE_AVX512 ? 32 : 16;
 	unsigned width = ctl->mode == AVX_MODE_AVX512 ? 64 : ctl->mode == AVX_MODE_AVX ? 32 : 16;
 

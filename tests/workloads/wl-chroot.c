@@ -46,8 +46,7 @@ static void check(void)
 	if (stat("/", &st) || stat("/..", &up))
 		wl_fail("stat / failed: %m");
 	else
-		wl_expect(st.st_dev == root_before.st_dev && st.st_ino == root_before.st_ino &&
-				  up.st_ino == st.st_ino,
+		wl_expect(st.st_dev == root_before.st_dev && st.st_ino == root_before.st_ino && up.st_ino == st.st_ino,
 			  "/ is inode %lu (.. %lu), expected %lu", (unsigned long)st.st_ino, (unsigned long)up.st_ino,
 			  (unsigned long)root_before.st_ino);
 	wl_expect(getcwd(cwd, sizeof(cwd)) && !strcmp(cwd, "/"), "cwd is %s, expected /", cwd);

@@ -11,13 +11,13 @@
 #include "wl.h"
 
 #define FILE_PAGES 64
-#define SEED_FILE 0x66696c6500000000ull
-#define SEED_COW 0x636f770000000000ull
-#define FD_OFFSET 12345
+#define SEED_FILE  0x66696c6500000000ull
+#define SEED_COW   0x636f770000000000ull
+#define FD_OFFSET  12345
 /* Page 5 only gets a few bytes changed: a COW page that is mostly file data. */
 #define PARTIAL_PAGE 5
-#define PARTIAL_OFF 1000
-#define PARTIAL_LEN 24
+#define PARTIAL_OFF  1000
+#define PARTIAL_LEN  24
 
 static size_t ps;
 
@@ -100,14 +100,12 @@ int main(int argc, char **argv)
 			wl_expect_data(msg, p, ps, SEED_COW + pg);
 		} else if (pg == PARTIAL_PAGE) {
 			wl_expect(memcmp(p + PARTIAL_OFF, expect, sizeof(expect)) == 0,
-				  "private mapping, page %d: the %d written bytes are lost", PARTIAL_PAGE,
-				  PARTIAL_LEN);
+				  "private mapping, page %d: the %d written bytes are lost", PARTIAL_PAGE, PARTIAL_LEN);
 			wl_fill(page, ps, file_seed(pg));
 			wl_expect(memcmp(p, page, PARTIAL_OFF) == 0 &&
 					  memcmp(p + PARTIAL_OFF + PARTIAL_LEN, page + PARTIAL_OFF + PARTIAL_LEN,
 						 ps - PARTIAL_OFF - PARTIAL_LEN) == 0,
-				  "private mapping, page %d: file data around the written bytes changed",
-				  PARTIAL_PAGE);
+				  "private mapping, page %d: file data around the written bytes changed", PARTIAL_PAGE);
 		} else {
 			expect_file_page("private mapping", p, pg);
 		}

@@ -20,13 +20,13 @@
 
 #include "wl.h"
 
-#define CAP(c) (1ull << (c))
-#define INH (CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_KILL) | CAP(CAP_CHOWN))
-#define AMB (CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_KILL))
-#define EFF (CAP(CAP_KILL) | CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_SETPCAP))
-#define PRM (EFF | CAP(CAP_CHOWN) | CAP(CAP_SETUID) | CAP(CAP_DAC_OVERRIDE))
+#define CAP(c)		 (1ull << (c))
+#define INH		 (CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_KILL) | CAP(CAP_CHOWN))
+#define AMB		 (CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_KILL))
+#define EFF		 (CAP(CAP_KILL) | CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_SETPCAP))
+#define PRM		 (EFF | CAP(CAP_CHOWN) | CAP(CAP_SETUID) | CAP(CAP_DAC_OVERRIDE))
 #define DROPPED_BOUNDING (CAP(CAP_SYS_BOOT) | CAP(CAP_MKNOD) | CAP(CAP_AUDIT_CONTROL))
-#define SECBITS (SECBIT_NO_SETUID_FIXUP | SECBIT_NOROOT | SECBIT_NOROOT_LOCKED)
+#define SECBITS		 (SECBIT_NO_SETUID_FIXUP | SECBIT_NOROOT | SECBIT_NOROOT_LOCKED)
 
 static const gid_t groups[] = { 10, 20, 30, 4242 };
 
@@ -45,7 +45,8 @@ static void caps_set(uint64_t eff, uint64_t prm, uint64_t inh)
 {
 	struct __user_cap_header_struct h = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct d[2] = { { (uint32_t)eff, (uint32_t)prm, (uint32_t)inh },
-					       { (uint32_t)(eff >> 32), (uint32_t)(prm >> 32), (uint32_t)(inh >> 32) } };
+					       { (uint32_t)(eff >> 32), (uint32_t)(prm >> 32),
+						 (uint32_t)(inh >> 32) } };
 
 	if (syscall(SYS_capset, &h, d))
 		wl_die("capset failed: %m");
@@ -122,10 +123,10 @@ static void check(void)
 
 	read_creds(&now);
 	for (int i = 0; i < 4; i++) {
-		wl_expect(now.uid[i] == before.uid[i] && now.uid[i] == (uid_t)(2000 + i), "uid %d is %u, expected %u", i,
-			  now.uid[i], 2000 + i);
-		wl_expect(now.gid[i] == before.gid[i] && now.gid[i] == (gid_t)(1000 + i), "gid %d is %u, expected %u", i,
-			  now.gid[i], 1000 + i);
+		wl_expect(now.uid[i] == before.uid[i] && now.uid[i] == (uid_t)(2000 + i), "uid %d is %u, expected %u",
+			  i, now.uid[i], 2000 + i);
+		wl_expect(now.gid[i] == before.gid[i] && now.gid[i] == (gid_t)(1000 + i), "gid %d is %u, expected %u",
+			  i, now.gid[i], 1000 + i);
 	}
 	wl_expect(now.nr_groups == (int)(sizeof(groups) / sizeof(groups[0])) && now.nr_groups == before.nr_groups &&
 			  !memcmp(now.groups, before.groups, sizeof(gid_t) * (size_t)now.nr_groups),

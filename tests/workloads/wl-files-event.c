@@ -27,7 +27,7 @@
 #include "wl.h"
 
 #define BIG_COUNT 12345678901ull
-#define HOUR 3600
+#define HOUR	  3600
 
 enum {
 	D_EV = 0x1111,
@@ -152,8 +152,8 @@ static void check_timer(int fd, const char *what, long min_s, long max_s, long i
 			  its.it_value.tv_sec <= max_s,
 		  "%s: %lld.%09ld s left, expected more than %ld and at most %ld", what, (long long)its.it_value.tv_sec,
 		  its.it_value.tv_nsec, min_s, max_s);
-	wl_expect(its.it_interval.tv_sec == interval_s && its.it_interval.tv_nsec == 0, "%s: interval %lld, expected %ld",
-		  what, (long long)its.it_interval.tv_sec, interval_s);
+	wl_expect(its.it_interval.tv_sec == interval_s && its.it_interval.tv_nsec == 0,
+		  "%s: interval %lld, expected %ld", what, (long long)its.it_interval.tv_sec, interval_s);
 }
 
 static bool has_event(const struct epoll_event *evs, int n, uint64_t data)

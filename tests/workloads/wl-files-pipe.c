@@ -16,9 +16,9 @@
 
 #include "wl.h"
 
-#define BIG_SIZE (1 << 20)
-#define BIG_DATA 300000
-#define SMALL 100
+#define BIG_SIZE  (1 << 20)
+#define BIG_DATA  300000
+#define SMALL	  100
 #define FIFO_DATA 5000
 
 static int full[2], big[2], eof_r, epipe_w, empty[2], reopened, fifo_rw, fifo_r, fifo_w;

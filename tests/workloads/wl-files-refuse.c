@@ -62,8 +62,10 @@ static void setup(const char *arg)
 
 		fd = (int)syscall(SYS_bpf, BPF_MAP_CREATE, &a, sizeof(a));
 	} else if (!strcmp(mode, "perf")) {
-		struct perf_event_attr a = { .size = sizeof(a), .type = PERF_TYPE_SOFTWARE,
-					     .config = PERF_COUNT_SW_TASK_CLOCK, .exclude_kernel = 1 };
+		struct perf_event_attr a = { .size = sizeof(a),
+					     .type = PERF_TYPE_SOFTWARE,
+					     .config = PERF_COUNT_SW_TASK_CLOCK,
+					     .exclude_kernel = 1 };
 
 		fd = (int)syscall(SYS_perf_event_open, &a, 0, -1, -1, 0);
 	} else if (!strcmp(mode, "userfaultfd")) {
@@ -89,7 +91,9 @@ static void setup(const char *arg)
 		int sv[2], passed = open("/dev/null", O_RDONLY);
 		char c = 'f', cbuf[CMSG_SPACE(sizeof(int))] = { 0 };
 		struct iovec iov = { &c, 1 };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		struct msghdr mh = {
+			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)
+		};
 		struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
 
 		must(passed >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
@@ -157,7 +161,9 @@ static void check(void)
 	} else if (!strcmp(mode, "scm")) {
 		char c, cbuf[CMSG_SPACE(sizeof(int))];
 		struct iovec iov = { &c, 1 };
-		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		struct msghdr mh = {
+			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf, .msg_controllen = sizeof(cbuf)
+		};
 		struct cmsghdr *cm;
 
 		wl_expect(recvmsg(fd, &mh, MSG_DONTWAIT) == 1 && (cm = CMSG_FIRSTHDR(&mh)) &&

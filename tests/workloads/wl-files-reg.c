@@ -25,12 +25,12 @@ enum {
 	FD_DIRECT = 41,	 /* direct.dat O_RDWR | O_DIRECT at 4096 */
 	FD_SHARED1 = 50, /* shared.txt, one description behind two fds */
 	FD_SHARED2 = 55,
-	FD_OTHER = 56,	 /* shared.txt again: a description of its own */
-	FD_DEL = 60,	 /* del.dat, deleted: sparse, at offset 4321 */
-	FD_DEL2 = 61,	 /* another description of it, read-only */
+	FD_OTHER = 56, /* shared.txt again: a description of its own */
+	FD_DEL = 60,   /* del.dat, deleted: sparse, at offset 4321 */
+	FD_DEL2 = 61,  /* another description of it, read-only */
 	FD_DIR = 62,
-	FD_PATH = 63,	 /* O_PATH of data.txt */
-	FD_LINK = 64,	 /* O_PATH | O_NOFOLLOW of a symlink */
+	FD_PATH = 63, /* O_PATH of data.txt */
+	FD_LINK = 64, /* O_PATH | O_NOFOLLOW of a symlink */
 	FD_NULL = 70,
 	FD_ZERO = 71,
 	FD_URANDOM = 72,
@@ -39,11 +39,11 @@ enum {
 	FD_TMPFILE = 90, /* O_TMPFILE in CTLDIR: never had a name */
 };
 
-#define DATA_SIZE 10000
-#define DEL_HEAD (100 * 1024)
+#define DATA_SIZE   10000
+#define DEL_HEAD    (100 * 1024)
 #define DEL_TAIL_AT (1 << 20)
-#define DEL_TAIL 4096
-#define MEMFD_SIZE (3 * 4096)
+#define DEL_TAIL    4096
+#define MEMFD_SIZE  (3 * 4096)
 #define MEMFD2_SIZE (8 << 20)
 
 static uint8_t buf[DEL_HEAD + DEL_TAIL];

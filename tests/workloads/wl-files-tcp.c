@@ -30,8 +30,8 @@
 
 #include "wl.h"
 
-#define BACK 5000
-#define CLIENT_IN 1000	/* the outside peer sent these, not read before the dump */
+#define BACK	   5000
+#define CLIENT_IN  1000 /* the outside peer sent these, not read before the dump */
 #define CLIENT_OUT 2000 /* sent to the outside peer before the dump */
 
 static const char *mode;
@@ -52,7 +52,8 @@ static void must(bool ok, const char *what)
 
 static struct sockaddr_in loopback(int port)
 {
-	return (struct sockaddr_in){ .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	return (struct sockaddr_in){ .sin_family = AF_INET,
+				     .sin_port = htons((uint16_t)port),
 				     .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 }
 
@@ -288,9 +289,10 @@ static void check_established(void)
 
 		wl_expect(getsockopt(cli, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0 && ti.tcpi_state == TCP_ESTABLISHED,
 			  "client: not established");
-		wl_expect(ti.tcpi_options == cli_info.tcpi_options, "client: TCP options 0x%x, were 0x%x", ti.tcpi_options,
-			  cli_info.tcpi_options);
-		wl_expect(ti.tcpi_snd_wscale == cli_info.tcpi_snd_wscale && ti.tcpi_rcv_wscale == cli_info.tcpi_rcv_wscale,
+		wl_expect(ti.tcpi_options == cli_info.tcpi_options, "client: TCP options 0x%x, were 0x%x",
+			  ti.tcpi_options, cli_info.tcpi_options);
+		wl_expect(ti.tcpi_snd_wscale == cli_info.tcpi_snd_wscale &&
+				  ti.tcpi_rcv_wscale == cli_info.tcpi_rcv_wscale,
 			  "client: window scales %u/%u, were %u/%u", ti.tcpi_snd_wscale, ti.tcpi_rcv_wscale,
 			  cli_info.tcpi_snd_wscale, cli_info.tcpi_rcv_wscale);
 		/*

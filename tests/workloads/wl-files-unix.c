@@ -91,7 +91,8 @@ static void setup(void)
 	/* A path listener: one connection accepted, one waiting. */
 	wl_path(lpath, "l.sock");
 	lsn = socket(AF_UNIX, SOCK_STREAM, 0);
-	must(lsn >= 0 && bind(lsn, (struct sockaddr *)&sa, path_addr(&sa, lpath)) == 0 && listen(lsn, 7) == 0, "listener");
+	must(lsn >= 0 && bind(lsn, (struct sockaddr *)&sa, path_addr(&sa, lpath)) == 0 && listen(lsn, 7) == 0,
+	     "listener");
 	cli = socket(AF_UNIX, SOCK_STREAM, 0);
 	must(cli >= 0 && connect(cli, (struct sockaddr *)&sa, path_addr(&sa, lpath)) == 0, "connect");
 	acc = accept(lsn, NULL, NULL);
@@ -113,7 +114,8 @@ static void setup(void)
 	must(sendto(named_cli, buf, 300, 0, (struct sockaddr *)&srv_addr, srv_len) == 300, "sendto");
 	unnamed_cli = socket(AF_UNIX, SOCK_DGRAM, 0);
 	wl_fill(buf, 40, 72);
-	must(unnamed_cli >= 0 && sendto(unnamed_cli, buf, 40, 0, (struct sockaddr *)&srv_addr, srv_len) == 40, "sendto");
+	must(unnamed_cli >= 0 && sendto(unnamed_cli, buf, 40, 0, (struct sockaddr *)&srv_addr, srv_len) == 40,
+	     "sendto");
 	wl_fill(buf, 500, 73);
 	must(sendto(named_cli, buf, 500, 0, (struct sockaddr *)&srv_addr, srv_len) == 500, "sendto");
 	conn_cli = socket(AF_UNIX, SOCK_DGRAM, 0);
@@ -213,7 +215,8 @@ static void check(void)
 		close(c);
 	}
 	extra = socket(AF_UNIX, SOCK_STREAM, 0);
-	wl_expect(connect(extra, (struct sockaddr *)&sa, path_addr(&sa, lpath)) == 0, "listener refuses connections: %m");
+	wl_expect(connect(extra, (struct sockaddr *)&sa, path_addr(&sa, lpath)) == 0,
+		  "listener refuses connections: %m");
 	close(extra);
 
 	/* The datagram server: messages in order with their senders. */

@@ -1,4 +1,5 @@
-/* Workload (aarch64): known values in v0-v31, FPCR, FPSR, x19-x28 and SVE z/p/ffr at a non-default vector length across C/R. */
+/* Workload (aarch64): known values in v0-v31, FPCR, FPSR, x19-x28 and SVE z/p/ffr at a non-default vector length across
+ * C/R. */
 #include <fcntl.h>
 #include <limits.h>
 #include <stddef.h>
@@ -54,8 +55,8 @@ _Static_assert(offsetof(struct fp_ctl, iterations) == CTL_ITER, "layout");
 _Static_assert(offsetof(struct fp_ctl, deadline) == CTL_DEADLINE, "layout");
 _Static_assert(offsetof(struct fp_ctl, sleep_ts) == CTL_SLEEP_TS, "layout");
 
-#define SEED_Z 0x7a00000000000000ull
-#define SEED_P 0x7000000000000000ull
+#define SEED_Z	 0x7a00000000000000ull
+#define SEED_P	 0x7000000000000000ull
 #define SEED_GPR 0x6770720000000000ull
 
 /* Default NaN, flush-to-zero, round toward zero (default 0). */

@@ -21,7 +21,7 @@
  * is checked (the pac-ret instructions are no-ops there).
  */
 
-#define DEPTH 32
+#define DEPTH	32
 #define PACIASP 0xd503233fu /* hint #25: sign lr with APIA, sp as modifier */
 
 /* Pointers and modifiers to sign: with 7 or so PAC bits one signature may equal its pointer by chance. */
@@ -134,10 +134,11 @@ int main(int argc, char **argv)
 			for (int i = 0; i < 4; i++)
 				signs |= before[k][i] != ptrs[i];
 			if ((k == KEY_DB) == signs && (k != KEY_GA || has_ga))
-				wl_die("key %s %s, against its enabled state", key_names[k], signs ? "signs" : "signs nothing");
+				wl_die("key %s %s, against its enabled state", key_names[k],
+				       signs ? "signs" : "signs nothing");
 		}
-		fprintf(stderr, "%s: %d signed frames; keys APIA, APIB, APDA%s enabled, APDB disabled\n", wl_name, DEPTH,
-			has_ga ? ", APGA" : "");
+		fprintf(stderr, "%s: %d signed frames; keys APIA, APIB, APDA%s enabled, APDB disabled\n", wl_name,
+			DEPTH, has_ga ? ", APGA" : "");
 	} else {
 		fprintf(stderr, "%s: no pointer authentication in this CPU: only the call chain is checked\n", wl_name);
 	}

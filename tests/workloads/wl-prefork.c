@@ -15,10 +15,10 @@
 
 #include "wl.h"
 
-#define DATA (64u << 20)
-#define SLICE (1u << 20)
+#define DATA	    (64u << 20)
+#define SLICE	    (1u << 20)
 #define MAX_WORKERS 64
-#define SEED 0xc0ffee
+#define SEED	    0xc0ffee
 /*
  * What the root rewrites after the fork: the workers keep the old pages,
  * which are then shared among them but no longer with the root, so they
@@ -42,9 +42,11 @@ static void check_view(int self)
 		char what[64];
 
 		snprintf(what, sizeof(what), "slice %d as seen by %s %d", s, self < 0 ? "the root" : "worker", self);
-		wl_expect_data(what, data + (size_t)s * SLICE, len, own ? SEED + 1 + (uint64_t)s : SEED + 100 + (uint64_t)s);
+		wl_expect_data(what, data + (size_t)s * SLICE, len,
+			       own ? SEED + 1 + (uint64_t)s : SEED + 100 + (uint64_t)s);
 		if (len < SLICE)
-			wl_expect_data(what, data + (size_t)s * SLICE + len, SLICE - len, SEED + 100 + (uint64_t)s + 1000);
+			wl_expect_data(what, data + (size_t)s * SLICE + len, SLICE - len,
+				       SEED + 100 + (uint64_t)s + 1000);
 	}
 	wl_expect_data("the shared rest", data + (NR_WORKERS + 1) * SLICE, DATA - (NR_WORKERS + 1) * SLICE, SEED);
 }

@@ -8,20 +8,20 @@
 
 #include "wl.h"
 
-#define SEED_NONE 0x6e6f6e6500000000ull
-#define SEED_RO 0x726f000000000000ull
+#define SEED_NONE  0x6e6f6e6500000000ull
+#define SEED_RO	   0x726f000000000000ull
 #define SEED_HOLEY 0x686f6c6500000000ull
-#define SEED_RX 0x7278000000000000ull
+#define SEED_RX	   0x7278000000000000ull
 #define SEED_SPLIT 0x73706c6974000000ull
 
-#define NONE_PAGES 16
-#define GUARD_PAGES 8
-#define RO_PAGES 8
-#define HOLEY_PAGES 32
-#define HOLE_FIRST 10
-#define HOLE_PAGES 10
-#define RX_PAGES 4
-#define SPLIT_PAGES 12
+#define NONE_PAGES     16
+#define GUARD_PAGES    8
+#define RO_PAGES       8
+#define HOLEY_PAGES    32
+#define HOLE_FIRST     10
+#define HOLE_PAGES     10
+#define RX_PAGES       4
+#define SPLIT_PAGES    12
 #define SPLIT_RO_FIRST 4
 #define SPLIT_RO_PAGES 4
 
@@ -195,8 +195,7 @@ int main(int argc, char **argv)
 	else
 		wl_fail("mprotect of the PROT_NONE area back to PROT_READ failed: %m");
 	if (mprotect(guard, GUARD_PAGES * ps, PROT_READ) == 0)
-		wl_expect(wl_find_nonzero(guard, GUARD_PAGES * ps) == SIZE_MAX,
-			  "untouched PROT_NONE area is not zero");
+		wl_expect(wl_find_nonzero(guard, GUARD_PAGES * ps) == SIZE_MAX, "untouched PROT_NONE area is not zero");
 	else
 		wl_fail("mprotect of the guard area back to PROT_READ failed: %m");
 	expect_pages("read-only area", ro, 0, RO_PAGES, SEED_RO);

@@ -15,9 +15,9 @@
 
 #include "wl.h"
 
-#define REGION (8u << 20)
-#define DATA (2u << 20) /* seeded; the rest is never touched before the dump */
-#define MARKS (DATA + (1u << 20))
+#define REGION	(8u << 20)
+#define DATA	(2u << 20) /* seeded; the rest is never touched before the dump */
+#define MARKS	(DATA + (1u << 20))
 #define NR_KIDS 4
 
 static uint8_t *region;
@@ -93,7 +93,8 @@ int main(int argc, char **argv)
 		waitpid(kids[i], &status, 0);
 		wl_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child %d ended with %#x", i, status);
 		if (i != 2)
-			wl_expect(region[MARKS + i] == 0xa0 + i, "child %d's mark is not seen: memory no longer shared", i);
+			wl_expect(region[MARKS + i] == 0xa0 + i, "child %d's mark is not seen: memory no longer shared",
+				  i);
 	}
 	return wl_finish();
 }

@@ -140,9 +140,9 @@ static void check(void)
 {
 	/* The kernel takes the thread's queue first, lowest number first, each real-time one in order. */
 	const struct want order[] = {
-		{ SIGUSR1, SI_TKILL, 0, 0, 1 },	     { rt(2), SI_QUEUE, 0, 201, 1 }, { rt(2), SI_QUEUE, 0, 202, 1 },
-		{ SIGHUP, SI_QUEUE, 5, 401, 1 },     { SIGWINCH, SI_USER, 0, 0, 1 }, { rt(1), SI_QUEUE, 0, 101, 1 },
-		{ rt(1), SI_QUEUE, 0, 102, 1 },	     { rt(1), SI_QUEUE, 0, 103, 1 }, { rt(3), -60, 77, 301, 1 },
+		{ SIGUSR1, SI_TKILL, 0, 0, 1 },	 { rt(2), SI_QUEUE, 0, 201, 1 }, { rt(2), SI_QUEUE, 0, 202, 1 },
+		{ SIGHUP, SI_QUEUE, 5, 401, 1 }, { SIGWINCH, SI_USER, 0, 0, 1 }, { rt(1), SI_QUEUE, 0, 101, 1 },
+		{ rt(1), SI_QUEUE, 0, 102, 1 },	 { rt(1), SI_QUEUE, 0, 103, 1 }, { rt(3), -60, 77, 301, 1 },
 	};
 	const struct want usr2 = { SIGUSR2, SI_USER, 0, 0, 1 };
 	uint64_t own, shared;

@@ -190,10 +190,10 @@ static void check_action(int sig)
 		return;
 	}
 	/* Exactly what it was, restorer included... */
-	wl_expect(handler_of(&now) == handler_of(&before[sig]), "signal %d: handler %p, was %p", sig,
-		  handler_of(&now), handler_of(&before[sig]));
-	wl_expect(now.sa_flags == before[sig].sa_flags, "signal %d: sa_flags %#x, was %#x", sig,
-		  (unsigned)now.sa_flags, (unsigned)before[sig].sa_flags);
+	wl_expect(handler_of(&now) == handler_of(&before[sig]), "signal %d: handler %p, was %p", sig, handler_of(&now),
+		  handler_of(&before[sig]));
+	wl_expect(now.sa_flags == before[sig].sa_flags, "signal %d: sa_flags %#x, was %#x", sig, (unsigned)now.sa_flags,
+		  (unsigned)before[sig].sa_flags);
 	for (int s = 1; s < MAX_SIG; s++)
 		wl_expect(sigismember(&now.sa_mask, s) == sigismember(&before[sig].sa_mask, s),
 			  "signal %d: signal %d %s sa_mask", sig, s,

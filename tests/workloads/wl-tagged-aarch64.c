@@ -1,4 +1,5 @@
-/* Workload (aarch64): the tagged address ABI across C/R; system calls take pointers with a tag in their top byte only with it. */
+/* Workload (aarch64): the tagged address ABI across C/R; system calls take pointers with a tag in their top byte only
+ * with it. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>

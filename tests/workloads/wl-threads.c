@@ -29,8 +29,8 @@
  * sleeper restarted with its full time instead of what was left would then
  * report more remaining time than it can have.
  */
-#define MAX_THREADS 256
-#define LONG_SLEEP_S 1000
+#define MAX_THREADS	 256
+#define LONG_SLEEP_S	 1000
 #define PRE_DUMP_SLEEP_S 1
 
 enum kind { SPIN, CONDWAIT, SLEEP, POLL, FUTEX, READ, EPOLL, ACCEPT, NR_KINDS };

@@ -19,12 +19,22 @@
 
 #include "wl.h"
 
-#define HOUR 3600
+#define HOUR	  3600
 #define NR_TIMERS 8
-#define OVERRUNS 5
+#define OVERRUNS  5
 
-enum { T_ARMED, T_GONE1, T_OVERRUN, T_GONE2, T_ONESHOT_PENDING, T_PERIODIC_PENDING, T_NONE, T_CPU, T_DISARMED,
-       NR_CREATED };
+enum {
+	T_ARMED,
+	T_GONE1,
+	T_OVERRUN,
+	T_GONE2,
+	T_ONESHOT_PENDING,
+	T_PERIODIC_PENDING,
+	T_NONE,
+	T_CPU,
+	T_DISARMED,
+	NR_CREATED
+};
 
 static timer_t ids[NR_CREATED];
 static struct itimerspec before[NR_CREATED];

@@ -83,8 +83,8 @@ __attribute__((noreturn)) static void finish(void)
 		if (waitpid(kids[i], &status, 0) != kids[i])
 			wl_fail("pid %d: child %d cannot be reaped: %m", (int)me.pid, (int)kids[i]);
 		else
-			wl_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0, "pid %d: child %d ended with status %#x",
-				  (int)me.pid, (int)kids[i], status);
+			wl_expect(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+				  "pid %d: child %d ended with status %#x", (int)me.pid, (int)kids[i], status);
 	}
 	for (int i = 0; i < nr_zombies; i++) {
 		int want_exit = i == 0;
@@ -92,8 +92,8 @@ __attribute__((noreturn)) static void finish(void)
 		if (waitpid(zombies[i], &status, WNOHANG) != zombies[i])
 			wl_fail("pid %d: zombie %d is not there to reap: %m", (int)me.pid, (int)zombies[i]);
 		else if (want_exit)
-			wl_expect(WIFEXITED(status) && WEXITSTATUS(status) == 7, "zombie %d: status %#x, expected exit 7",
-				  (int)zombies[i], status);
+			wl_expect(WIFEXITED(status) && WEXITSTATUS(status) == 7,
+				  "zombie %d: status %#x, expected exit 7", (int)zombies[i], status);
 		else
 			wl_expect(WIFSIGNALED(status) && WTERMSIG(status) == SIGTERM,
 				  "zombie %d: status %#x, expected killed by SIGTERM", (int)zombies[i], status);

@@ -54,9 +54,9 @@ void wl_die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn)
 /* A check failed: prints the message and remembers it for wl_finish(). */
 void wl_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-#define wl_expect(cond, ...)               \
-	do {                               \
-		if (!(cond))               \
+#define wl_expect(cond, ...)                  \
+	do {                                  \
+		if (!(cond))                  \
 			wl_fail(__VA_ARGS__); \
 	} while (0)
 

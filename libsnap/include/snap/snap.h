@@ -44,10 +44,10 @@ enum snap_stage {
 };
 
 struct snap_stats {
-	size_t size;			  /* sizeof(struct snap_stats), set by caller */
+	size_t size;			      /* sizeof(struct snap_stats), set by caller */
 	uint64_t stage_ns[SNAP_STAGE__COUNT]; /* 0 for stages that did not run */
-	uint64_t pages_bytes;		  /* page data written (dump) or read (restore) */
-	uint64_t vmas;			  /* memory areas dumped or restored */
+	uint64_t pages_bytes;		      /* page data written (dump) or read (restore) */
+	uint64_t vmas;			      /* memory areas dumped or restored */
 };
 
 enum snap_dump_flags {
@@ -81,7 +81,7 @@ enum snap_restore_flags {
 };
 
 struct snap_restore_opts {
-	size_t size;		/* sizeof(struct snap_restore_opts) */
+	size_t size; /* sizeof(struct snap_restore_opts) */
 	const char *images_dir;
 	unsigned flags;		/* enum snap_restore_flags */
 	const char *pidfile;	/* root pid written here once running, or NULL */
