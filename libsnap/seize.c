@@ -1,6 +1,8 @@
 /* Freezing every thread of a process with PTRACE_SEIZE + PTRACE_INTERRUPT, and letting them go again. */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +71,27 @@ static int wait_interrupt_stop(struct snap_ctx *ctx, pid_t pid, struct dump_thre
 	return 0;
 }
 
+/* Whether thread @tid of @pid has exited (or is exiting): no entry, or a zombie or dead state. */
+static bool thread_gone(pid_t pid, pid_t tid)
+{
+	char path[64], buf[512];
+	const char *state;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/stat", pid, tid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return true;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return true;
+	buf[n] = '\0';
+	state = strrchr(buf, ')');
+	return !state || !state[1] || state[2] == 'Z' || state[2] == 'X';
+}
+
 /* Seizes and interrupts @tid without waiting: many threads stop at once that way. */
 static int seize_thread(struct snap_ctx *ctx, struct dump_task *t, pid_t tid)
 {
@@ -77,8 +100,9 @@ static int seize_thread(struct snap_ctx *ctx, struct dump_task *t, pid_t tid)
 
 	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD)) {
 		r = -errno;
-		if (r == -ESRCH && tid != t->pid)
-			return 0; /* it exited between listing and seizing */
+		/* It exited between listing and seizing: ESRCH, or EPERM while it is still exiting. */
+		if ((r == -ESRCH || r == -EPERM) && tid != t->pid && thread_gone(t->pid, tid))
+			return 0;
 		if (r == -ESRCH)
 			return snap_fail(ctx, r, "pid %d: no such process", t->pid);
 		if (r == -EPERM)
@@ -92,7 +116,8 @@ static int seize_thread(struct snap_ctx *ctx, struct dump_task *t, pid_t tid)
 		return -ENOMEM;
 	}
 	th->seized = true;
-	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0))
+	/* A thread exiting right now cannot be interrupted; the wait then sees it go. */
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) && !(errno == ESRCH && tid != t->pid))
 		return snap_fail(ctx, -errno, "pid %d: tid %d: cannot interrupt: %m", t->pid, tid);
 	return 0;
 }
