@@ -394,8 +394,18 @@ int inet_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 		ie->has_backlog = 1;
 		ie->backlog = s->wqueue;
 		return 0;
-	case TCP_CLOSE:
+	case TCP_CLOSE: {
+		uint64_t segs = 0;
+
+		/*
+		 * A connection that ended but whose fd the process still holds (a server about to close it)
+		 * comes back as a closed connection: bound to its port as before, connected nowhere. Bound
+		 * again as a plain socket it would take the port from the listener that accepted it.
+		 */
+		if (proto == IPPROTO_TCP && ie->src_port && !tcp_segments(f->local, &segs) && segs)
+			ie->has_restore_closed = ie->restore_closed = 1;
 		return 0;
+	}
 	case TCP_ESTABLISHED:
 		if (d->flags & SNAP_DUMP_TCP_ESTABLISHED)
 			return dump_repair(ctx, d, f, ie);
@@ -629,13 +639,17 @@ static int restore_closed(struct snap_ctx *ctx, int fd, const InetSkEntry *ie, c
 	struct sockaddr unspec = { .sa_family = AF_UNSPEC };
 	int r;
 
-	if (!ie->has_dst_addr)
-		return 0;
 	if (set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_ON))
 		return snap_fail(ctx, -errno, "%s: cannot enter repair mode: %m", what);
-	r = bind_src(ctx, fd, ie, what);
+	/* In repair mode the port may be bound although the listener that accepted the connection holds it. */
+	r = ie->src_port ? bind_src(ctx, fd, ie, what) : 0;
 	if (r)
 		return r;
+	if (!ie->has_dst_addr) {
+		if (set_int(fd, IPPROTO_TCP, TCP_REPAIR, TCP_REPAIR_OFF_NO_WP))
+			return snap_fail(ctx, -errno, "%s: cannot leave repair mode: %m", what);
+		return 0;
+	}
 	if (connect(fd, (struct sockaddr *)&ss,
 		    make_sa(&ss, (int)ie->family, ie->dst_addr.data, ie->dst_addr.len, ie->dst_port)))
 		return snap_fail(ctx, -errno, "%s: cannot reconnect it in repair mode: %m", what);

@@ -443,6 +443,27 @@ out:
 	return r;
 }
 
+/* Reads the whole small file @path (mapped shared and writable by @pid, which is frozen) into *ret. */
+static int save_file_content(struct snap_ctx *ctx, pid_t pid, const char *path, size_t size, ProtobufCBinaryData *ret)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	uint8_t *buf = malloc(size ? size : 1);
+	ssize_t n = -1;
+
+	if (fd >= 0 && buf)
+		n = pread(fd, buf, size, 0);
+	if (fd >= 0)
+		close(fd);
+	if (n != (ssize_t)size) {
+		free(buf);
+		return snap_fail(ctx, n < 0 ? -errno : -EIO, "pid %d: cannot read file %s, which it maps shared: %s",
+				 pid, path, n < 0 ? strerror(errno) : "short read");
+	}
+	ret->data = buf;
+	ret->len = size;
+	return 0;
+}
+
 static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir)
 {
 	struct img_writer *w = NULL;
@@ -500,6 +521,12 @@ static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *d
 			ve.file_ino = st.st_ino;
 			ve.file_size = (uint64_t)st.st_size;
 			ve.file_mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+			if (mem_vma_writes_file(&ve) && st.st_size <= MEM_SAVED_FILE_MAX) {
+				r = save_file_content(ctx, t->pid, v->path, (size_t)st.st_size, &ve.file_content);
+				if (r)
+					break;
+				ve.has_file_content = 1;
+			}
 		}
 		if (kind == VMA_KIND__VMA_ANON_SHARED) {
 			char path[96];
@@ -516,6 +543,7 @@ static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *d
 			ve.shmem_size = (uint64_t)st.st_size;
 		}
 		r = img_write_msg(ctx, w, &ve.base);
+		free(ve.file_content.data);
 	}
 	if (!r)
 		return img_writer_close(ctx, w);
@@ -763,6 +791,37 @@ uint32_t mem_premap_prot(const VmaEntry *v, bool has_pages)
 	return has_pages ? (v->prot | PROT_READ | PROT_WRITE) : v->prot;
 }
 
+bool mem_vma_writes_file(const VmaEntry *v)
+{
+	return v->kind == VMA_KIND__VMA_FILE_SHARED && (v->prot & PROT_WRITE);
+}
+
+int mem_open_mapped_file(struct snap_ctx *ctx, const VmaEntry *v)
+{
+	int mode = mem_vma_writes_file(v) ? O_RDWR : O_RDONLY, fd;
+
+	fd = open(v->path, mode | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT && v->has_file_content) {
+		/* Gone since the dump: made again from the image. Another restore may be making it too. */
+		fd = open(v->path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			snap_info(ctx, "mapped file %s was gone: made again with its content at dump", v->path);
+			if (pwrite(fd, v->file_content.data, v->file_content.len, 0) != (ssize_t)v->file_content.len) {
+				int r = snap_fail(ctx, -errno, "cannot write mapped file %s again: %m", v->path);
+
+				close(fd);
+				unlink(v->path);
+				return r;
+			}
+		} else if (errno == EEXIST) {
+			fd = open(v->path, mode | O_CLOEXEC);
+		}
+	}
+	if (fd < 0)
+		return snap_fail(ctx, -errno, "cannot open mapped file %s: %m", v->path);
+	return fd;
+}
+
 static int check_mapped_file(struct snap_ctx *ctx, const VmaEntry *v)
 {
 	struct stat st;
@@ -771,10 +830,18 @@ static int check_mapped_file(struct snap_ctx *ctx, const VmaEntry *v)
 	if (!v->path || v->path[0] != '/')
 		return snap_fail(ctx, -EINVAL, "area 0x%llx: file mapping without a path in the image",
 				 (unsigned long long)v->start);
-	if (stat(v->path, &st))
+	if (v->has_file_content && (!v->has_file_size || v->file_content.len != v->file_size))
+		return snap_fail(ctx, -EINVAL, "image mm: saved content of mapped file %s has the wrong size", v->path);
+	if (stat(v->path, &st)) {
+		if (errno == ENOENT && v->has_file_content)
+			return 0;
 		return snap_fail(ctx, -errno, "mapped file %s (at 0x%llx) is missing: %m", v->path,
 				 (unsigned long long)v->start);
+	}
 	mtime = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	/* A file mapped shared and writable is the process's own live state: it changes after the dump. */
+	if (mem_vma_writes_file(v))
+		mtime = v->file_mtime_ns;
 	if (!S_ISREG(st.st_mode) || (v->has_file_size && (uint64_t)st.st_size != v->file_size) ||
 	    (v->has_file_mtime_ns && mtime != v->file_mtime_ns))
 		return snap_fail(ctx, -ESTALE, "mapped file %s (at 0x%llx) changed since the dump (size %llu -> %lld)",

@@ -48,6 +48,15 @@ bool mem_run_has_data(const PagemapEntry *pe);
 void mem_vmas_with_pages(const struct mem_image *mi, bool *ret);
 /* Whether the restorer moves this area from a premapped copy (kernel areas are handled apart). */
 bool mem_vma_premapped(const VmaEntry *v);
+
+/* Files up to this size mapped shared and writable are saved whole in the image (VmaEntry.file_content). */
+#define MEM_SAVED_FILE_MAX (1u << 20)
+
+/* True for an area through which the process writes its file (shared, writable). */
+bool mem_vma_writes_file(const VmaEntry *v);
+
+/* Opens the file of file-backed area @v for mapping, making it again from the image if it is gone. */
+int mem_open_mapped_file(struct snap_ctx *ctx, const VmaEntry *v);
 /* Protection to premap with: writable if pages will be filled in. */
 uint32_t mem_premap_prot(const VmaEntry *v, bool has_pages);
 

@@ -633,14 +633,9 @@ void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct resto
 					restore_child_fail(ctx, status_fd, r);
 				}
 			} else if (v->kind != VMA_KIND__VMA_ANON_PRIVATE) {
-				int mode = (v->kind == VMA_KIND__VMA_FILE_SHARED && (v->prot & PROT_WRITE)) ? O_RDWR
-													    : O_RDONLY;
-
-				fd = open(v->path, mode | O_CLOEXEC);
-				if (fd < 0) {
-					r = snap_fail(ctx, -errno, "cannot open mapped file %s: %m", v->path);
-					restore_child_fail(ctx, status_fd, r);
-				}
+				fd = mem_open_mapped_file(ctx, v);
+				if (fd < 0)
+					restore_child_fail(ctx, status_fd, fd);
 			}
 			L.premap_prot_of[i] = mem_premap_prot(v, has_pages[i]);
 			r = mem_premap_one(ctx, v, at, L.premap_prot_of[i], fd, shmem_src);

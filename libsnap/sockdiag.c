@@ -3,6 +3,7 @@
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
+#include <linux/tcp.h>
 #include <linux/unix_diag.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -354,4 +355,17 @@ const struct inet_diag_sk *inet_diag_find(const struct inet_diag_table *t, uint6
 	if (!t->nr)
 		return NULL;
 	return bsearch(&key, t->v, t->nr, sizeof(*t->v), cmp_inet);
+}
+
+int tcp_segments(int fd, uint64_t *ret_segs)
+{
+	struct tcp_info ti = { 0 };
+	socklen_t len = sizeof(ti);
+
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len))
+		return -errno;
+	if (len < offsetof(struct tcp_info, tcpi_segs_in) + sizeof(ti.tcpi_segs_in))
+		return -EOPNOTSUPP;
+	*ret_segs = (uint64_t)ti.tcpi_segs_in + ti.tcpi_segs_out;
+	return 0;
 }

@@ -57,4 +57,10 @@ int sockdiag_inet_load(struct snap_ctx *ctx, int family, int protocol, struct in
 void inet_diag_table_free(struct inet_diag_table *t);
 const struct inet_diag_sk *inet_diag_find(const struct inet_diag_table *t, uint64_t ino);
 
+/*
+ * Segments TCP socket @fd has sent and received (the kernel's tcp_info, which glibc's header
+ * shows only in part); 0 for a socket that never carried a connection. -errno on failure.
+ */
+int tcp_segments(int fd, uint64_t *ret_segs);
+
 #endif
