@@ -2,13 +2,15 @@
 # One entry point for a fresh Debian 12 machine (as root): installs what is
 # missing, builds, and runs either the demo or every test.
 #   tools/quickstart.sh demo   cold start vs. restore of a slow-starting program
-#   tools/quickstart.sh test   unit + C/R tests, the ASan/UBSan build, fuzzing, and the aarch64
+#   tools/quickstart.sh test   unit + C/R tests, real services (JVM, Tomcat, Python), the ASan/UBSan
+#                              build, fuzzing, and the aarch64
 #                              cross build with its unit + C/R tests under qemu-system-aarch64
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(meson ninja-build pkg-config gcc libc6-dev protobuf-c-compiler libprotobuf-c-dev
-	libelf-dev libxxhash-dev libcriterion-dev libunwind-dev clang libclang-rt-14-dev python3)
+	libelf-dev libxxhash-dev libcriterion-dev libunwind-dev clang libclang-rt-14-dev python3
+	openjdk-17-jdk-headless tomcat10) # the last two: the real services of tests/services
 
 install_missing() {
 	local missing=()
@@ -69,7 +71,7 @@ test)
 	meson test -C build --print-errorlogs || rc=1
 	echo "== ASan+UBSan build: unit and checkpoint/restore tests"
 	build build-asan -Dsanitize=true
-	ASAN_OPTIONS=detect_leaks=1 meson test -C build-asan --print-errorlogs || rc=1
+	ASAN_OPTIONS=detect_leaks=1 meson test -C build-asan --no-suite services --print-errorlogs || rc=1
 	echo "== fuzzing the image reader"
 	CC=clang build build-fuzz -Dfuzz=true -Dsanitize=true
 	meson test -C build-fuzz --suite fuzz --print-errorlogs || rc=1

@@ -3,6 +3,7 @@ tests and the service benchmark do with them: build, start cold, prepare a snaps
 restore it, ask it over HTTP, stop it. Standard library only."""
 import ctypes
 import errno
+import json
 import os
 import re
 import shutil
@@ -253,6 +254,22 @@ def start_cold(reaper, service, workdir, port, log):
                              close_fds=True, start_new_session=True, cwd=workdir)
     p.returncode = 0  # the reaper thread owns it
     return Instance(reaper, p.pid, f"http://127.0.0.1:{port}/")
+
+
+def port_in_use(port):
+    """True if something listens on 127.0.0.1:@port in this network namespace."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def image_root_pid(snapcr, images):
+    """The pid of the dumped tree's root, from the inventory."""
+    out = subprocess.run([snapcr, "show", os.path.join(images, "inventory.img")], capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out)["records"][0]["root_pid"]
 
 
 def snapcr_path(build_dir):
