@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -27,6 +28,8 @@
  * cost nothing, small enough that the bytes are still in cache when hashed.
  */
 #define HASH_BUF_SIZE ((size_t)1 << 20)
+/* Large files are hashed through a mapping of this size at a time: no copy out of the page cache. */
+#define HASH_WINDOW_SIZE ((size_t)64 << 20)
 /* inventory.img holds exactly one record. */
 #define INVENTORY_MAX (HDR_SIZE + 4 + IMG_MAX_RECORD + TRAILER_SIZE)
 /* Longest name quoted from an untrusted inventory in a message. */
@@ -712,13 +715,47 @@ static int open_image(struct snap_ctx *ctx, int dirfd, const char *name, int *re
 	return 0;
 }
 
+/*
+ * Hashes the first @size bytes of @fd through read-only mappings, a window at a time; restore checks every
+ * page file this way, and reading them through a buffer cost a copy of each page (about a third of the
+ * time). Returns 1 if mapping is not possible (the caller reads instead).
+ */
+static int digest_mapped(int fd, uint64_t size, XXH3_state_t *st)
+{
+	for (uint64_t off = 0; off < size; off += HASH_WINDOW_SIZE) {
+		size_t len = size - off < HASH_WINDOW_SIZE ? (size_t)(size - off) : HASH_WINDOW_SIZE;
+		void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, (off_t)off);
+
+		if (p == MAP_FAILED)
+			return off ? -errno : 1;
+		xxh_update(st, p, len);
+		munmap(p, len);
+	}
+	return 0;
+}
+
 int img_digest_fd(struct snap_ctx *ctx, int fd, const char *name, uint64_t *ret_size, uint64_t *ret_digest)
 {
 	XXH3_state_t st;
 	uint64_t off = 0;
+	struct stat sb;
 	uint8_t *buf;
 	int r = 0;
 
+	/* A regular file that stays the size fstat says is hashed mapped; a file being cut short is read. */
+	if (!fstat(fd, &sb) && S_ISREG(sb.st_mode) && (uint64_t)sb.st_size >= HASH_BUF_SIZE) {
+		XXH3_INITSTATE(&st);
+		XXH3_64bits_reset(&st);
+		r = digest_mapped(fd, (uint64_t)sb.st_size, &st);
+		if (r < 0)
+			return snap_fail(ctx, r, "image %.*s: cannot map it to check it: %m", QUOTE_MAX, name);
+		if (r == 0) {
+			*ret_size = (uint64_t)sb.st_size;
+			*ret_digest = XXH3_64bits_digest(&st);
+			return 0;
+		}
+		r = 0;
+	}
 	buf = malloc(HASH_BUF_SIZE);
 	if (!buf)
 		return snap_fail(ctx, -ENOMEM, "image %.*s: out of memory", QUOTE_MAX, name);
