@@ -1,0 +1,139 @@
+/*
+ * libsnap-app callbacks around an external dump: three registered pairs
+ * log their events in order, a spinner thread checks that no restored
+ * copy runs it before the after-restore callbacks are done, and modes
+ * make a before-checkpoint callback hang or refuse.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "snap/app.h"
+#include "wl.h"
+
+#define NR_HOOKS 3
+
+static const char *mode = "plain";
+static char before_log[NR_HOOKS + 1];
+static int after_event[NR_HOOKS];
+static unsigned after_gen[NR_HOOKS];
+static _Atomic unsigned befores, afters;
+static _Atomic uint64_t spins;
+/* Restores whose after-restore callbacks have finished; the spinner compares it with the restore count. */
+static _Atomic unsigned callbacks_done_gen;
+static _Atomic unsigned early_runs; /* spinner iterations in a restored copy before the callbacks finished */
+static uint64_t spins_cb_start, spins_cb_end;
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+static int before(void *opaque, enum snap_app_event ev)
+{
+	int i = (int)(long)opaque;
+
+	if (ev != SNAP_APP_BEFORE_CHECKPOINT)
+		wl_fail("before-checkpoint callback %d called with event %d", i, ev);
+	before_log[befores++] = (char)('A' + i);
+	if (i == 1 && !strcmp(mode, "hang"))
+		while (!wl_go_exists())
+			sleep_ms(1);
+	if (i == 1 && !strcmp(mode, "refuse"))
+		return 7;
+	return 0;
+}
+
+static int after(void *opaque, enum snap_app_event ev)
+{
+	int i = (int)(long)opaque;
+	unsigned n = afters;
+
+	if (n < NR_HOOKS) {
+		after_event[n] = ev * 10 + i;
+		after_gen[n] = snap_app_restore_count();
+	}
+	if (i == 0) {
+		/* The spinner must stay where the dump froze it while we run: 20 ms would show it moving. */
+		spins_cb_start = atomic_load(&spins);
+		sleep_ms(20);
+		spins_cb_end = atomic_load(&spins);
+	}
+	if (i == NR_HOOKS - 1)
+		atomic_store(&callbacks_done_gen, snap_app_restore_count());
+	afters++;
+	return 0;
+}
+
+static void *spinner(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		if (snap_app_restore_count() != atomic_load(&callbacks_done_gen))
+			early_runs++;
+		atomic_fetch_add(&spins, 1);
+	}
+	return NULL;
+}
+
+int main(int argc, char **argv)
+{
+	pthread_t th;
+	unsigned gen, nb;
+	uint64_t s0;
+
+	wl_init(argc, argv, 0, "[plain|hang|refuse]");
+	if (argc > 2)
+		mode = argv[2];
+	for (long i = 0; i < NR_HOOKS; i++)
+		if (snap_app_register(before, after, (void *)i))
+			wl_die("snap_app_register failed");
+	if (snap_app_set_time_limit(!strcmp(mode, "hang") ? 500 : 10000))
+		wl_die("snap_app_set_time_limit failed");
+	if (pthread_create(&th, NULL, spinner, NULL))
+		wl_die("pthread_create failed");
+	wl_ready();
+	wl_wait_go();
+
+	gen = snap_app_restore_count();
+	nb = atomic_load(&befores);
+	/* A hung or refusing callback was left running: its after-restore callbacks follow once it is out. */
+	for (int i = 0; i < 10000 && nb && atomic_load(&afters) < NR_HOOKS; i++)
+		sleep_ms(1);
+	s0 = atomic_load(&spins);
+	sleep_ms(5);
+	wl_expect(atomic_load(&spins) > s0, "the spinner thread does not run");
+	if (!nb) {
+		wl_expect(gen == 0 && afters == 0, "no dump, yet %u after-restore callbacks ran (restores %u)",
+			  (unsigned)afters, gen);
+		return wl_finish();
+	}
+	/* A refusal stops the before-checkpoint callbacks; a hung one is only late. */
+	wl_expect(!strcmp(before_log, strcmp(mode, "refuse") ? "ABC" : "AB"),
+		  "before-checkpoint callbacks ran as \"%s\" in mode %s", before_log, mode);
+	wl_expect(afters == NR_HOOKS, "%u after-restore callbacks ran, not %d", (unsigned)afters, NR_HOOKS);
+	for (int i = 0; i < NR_HOOKS; i++) {
+		int want = (gen ? SNAP_APP_AFTER_RESTORE : SNAP_APP_AFTER_CONTINUE) * 10 + i;
+
+		wl_expect(after_event[i] == want, "after-restore call %d was event/hook %d, expected %d", i,
+			  after_event[i], want);
+		wl_expect(after_gen[i] == gen, "after-restore call %d saw restore count %u, now %u", i, after_gen[i],
+			  gen);
+	}
+	if (gen) {
+		wl_expect(!strcmp(mode, "plain"), "restored in mode %s", mode);
+		wl_expect(early_runs == 0, "the spinner ran %u times before the after-restore callbacks were done",
+			  (unsigned)early_runs);
+		wl_expect(spins_cb_start == spins_cb_end,
+			  "the spinner moved from %llu to %llu while an after-restore callback ran",
+			  (unsigned long long)spins_cb_start, (unsigned long long)spins_cb_end);
+	}
+	return wl_finish();
+}
