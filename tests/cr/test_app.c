@@ -18,6 +18,7 @@ H_SUITE(app);
 static const char *const plain[] = { "plain", NULL };
 static const char *const hang[] = { "hang", NULL };
 static const char *const refuse[] = { "refuse", NULL };
+static const char *const memfd[] = { "memfd", NULL };
 
 Test(app, hooks_nocr)
 {
@@ -74,6 +75,12 @@ Test(app, before_checkpoint_time_limit)
 Test(app, before_checkpoint_refused)
 {
 	expect_dump_refused(refuse, -ECANCELED, "callback #2 refused the checkpoint (returned 7)");
+}
+
+/* A memfd mapped shared is dumped as shared memory, but not one that is also open as an fd. */
+Test(app, memfd_mapped_and_open_refused)
+{
+	expect_dump_refused(memfd, -EOPNOTSUPP, "is also open as fd");
 }
 
 /* The lines the restored copies of wl-app-self appended: "getrandom vdso prng-reseeded prng-stale". */

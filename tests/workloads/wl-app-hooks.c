@@ -2,13 +2,15 @@
  * libsnap-app callbacks around an external dump: three registered pairs
  * log their events in order, a spinner thread checks that no restored
  * copy runs it before the after-restore callbacks are done, and modes
- * make a before-checkpoint callback hang or refuse.
+ * make a before-checkpoint callback hang or refuse, or hold a memfd both
+ * mapped and open (refused by the engine).
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,7 +91,7 @@ int main(int argc, char **argv)
 	unsigned gen, nb;
 	uint64_t s0;
 
-	wl_init(argc, argv, 0, "[plain|hang|refuse]");
+	wl_init(argc, argv, 0, "[plain|hang|refuse|memfd]");
 	if (argc > 2)
 		mode = argv[2];
 	for (long i = 0; i < NR_HOOKS; i++)
@@ -97,6 +99,14 @@ int main(int argc, char **argv)
 			wl_die("snap_app_register failed");
 	if (snap_app_set_time_limit(!strcmp(mode, "hang") ? 500 : 10000))
 		wl_die("snap_app_set_time_limit failed");
+	/* A memfd both mapped shared and open: the engine must refuse it (before any callback runs, it cannot). */
+	if (!strcmp(mode, "memfd")) {
+		int fd = memfd_create("wl-shared", MFD_CLOEXEC);
+
+		if (fd < 0 || ftruncate(fd, 4096) ||
+		    mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0) == MAP_FAILED)
+			wl_die("memfd: %m");
+	}
 	if (pthread_create(&th, NULL, spinner, NULL))
 		wl_die("pthread_create failed");
 	wl_ready();
@@ -108,12 +118,18 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 10000 && nb && atomic_load(&afters) < NR_HOOKS; i++)
 		sleep_ms(1);
 	s0 = atomic_load(&spins);
-	sleep_ms(5);
+	for (int i = 0; i < 10000 && atomic_load(&spins) == s0; i++)
+		sleep_ms(1);
 	wl_expect(atomic_load(&spins) > s0, "the spinner thread does not run");
 	if (!nb) {
 		wl_expect(gen == 0 && afters == 0, "no dump, yet %u after-restore callbacks ran (restores %u)",
 			  (unsigned)afters, gen);
 		return wl_finish();
+	}
+	if (!strcmp(mode, "memfd")) {
+		/* Refused after the before-checkpoint callbacks ran: the original goes on as after any failed dump. */
+		wl_expect(!strcmp(before_log, "ABC") && gen == 0, "memfd mode: befores \"%s\", restores %u", before_log,
+			  gen);
 	}
 	/* A refusal stops the before-checkpoint callbacks; a hung one is only late. */
 	wl_expect(!strcmp(before_log, strcmp(mode, "refuse") ? "ABC" : "AB"),
