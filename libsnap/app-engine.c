@@ -111,8 +111,19 @@ static int map_block(struct snap_ctx *ctx, pid_t pid, uint64_t start, uint64_t e
 static int find_block(struct snap_ctx *ctx, pid_t pid, struct app_proc *p)
 {
 	struct proc_vma_list vmas = { 0 };
-	int r = proc_read_vmas(ctx, pid, &vmas);
+	char path[64];
+	FILE *f;
+	int r, bad = 0;
 
+	/* maps, not smaps: it is cheap, and the dump reads smaps itself once the process is frozen. */
+	snprintf(path, sizeof(path), "/proc/%d/maps", pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno; /* not ours to report: the seize says why it cannot have the process */
+	r = proc_parse_maps(f, &vmas, &bad);
+	fclose(f);
+	if (r)
+		r = snap_fail(ctx, r, "pid %d: malformed maps line %d", pid, bad);
 	for (size_t i = 0; !r && i < vmas.nr; i++) {
 		const struct proc_vma *v = &vmas.v[i];
 
@@ -256,8 +267,8 @@ int app_engine_prepare(struct snap_ctx *ctx, pid_t root, struct app_engine **ret
 		struct app_proc p = { .pid = pids[i] };
 
 		r = find_block(ctx, pids[i], &p);
-		if (r == -ENOENT || r == -ESRCH) {
-			/* Exited meanwhile: the dump will see that itself. */
+		if (r == -ENOENT || r == -ESRCH || r == -EACCES || r == -EPERM) {
+			/* Exited meanwhile, or not ours to trace: the seize reports that itself. */
 			snap_clear_error(ctx);
 			r = 0;
 		}
