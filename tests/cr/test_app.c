@@ -19,6 +19,7 @@ static const char *const plain[] = { "plain", NULL };
 static const char *const hang[] = { "hang", NULL };
 static const char *const refuse[] = { "refuse", NULL };
 static const char *const memfd[] = { "memfd", NULL };
+static const char *const plain_twice[] = { "plain", "2", NULL };
 
 Test(app, hooks_nocr)
 {
@@ -29,6 +30,22 @@ Test(app, hooks_nocr)
 Test(app, hooks_cr)
 {
 	H_OK(h_run_cr("wl-app-hooks", plain, 0));
+}
+
+/* A restored copy is registered still (its block kept its name): a second dump runs its callbacks again. */
+Test(app, hooks_cr_twice)
+{
+	char img1[PATH_MAX], img2[PATH_MAX];
+	struct h_wl w;
+
+	H_OK(h_tmpdir(img1, "img1"));
+	H_OK(h_tmpdir(img2, "img2"));
+	H_OK(h_start(&w, "wl-app-hooks", plain_twice));
+	H_OK(h_dump(&w, img1, 0, NULL));
+	H_OK(h_restore(&w, img1, NULL));
+	H_OK(h_dump(&w, img2, 0, NULL));
+	H_OK(h_restore(&w, img2, NULL));
+	H_OK(h_finish(&w));
 }
 
 /* The original goes on after a --leave-running dump with SNAP_APP_AFTER_CONTINUE, a copy with AFTER_RESTORE. */
