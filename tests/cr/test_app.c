@@ -36,7 +36,7 @@ Test(app, hooks_cr)
 Test(app, hooks_cr_twice)
 {
 	char img1[PATH_MAX], img2[PATH_MAX];
-	struct h_wl w;
+	struct h_wl w = { 0 };
 
 	H_OK(h_tmpdir(img1, "img1"));
 	H_OK(h_tmpdir(img2, "img2"));
@@ -51,7 +51,7 @@ Test(app, hooks_cr_twice)
 /* The original goes on after a --leave-running dump with SNAP_APP_AFTER_CONTINUE, a copy with AFTER_RESTORE. */
 Test(app, hooks_leave_running)
 {
-	struct h_wl w;
+	struct h_wl w = { 0 };
 	char img[PATH_MAX], go[PATH_MAX + 8];
 
 	H_OK(h_tmpdir(img, "img"));
@@ -68,7 +68,7 @@ Test(app, hooks_leave_running)
 /* A dump that fails in the callbacks leaves the process running, and its after-restore callbacks then run. */
 static void expect_dump_refused(const char *const *args, int want, const char *words)
 {
-	struct h_wl w;
+	struct h_wl w = { 0 };
 	char img[PATH_MAX];
 	snap_ctx *ctx;
 	int r;
@@ -133,7 +133,7 @@ Test(app, self_checkpoint_two_copies)
 {
 	struct unique_line l[2];
 	char img[PATH_MAX + 8];
-	struct h_wl w;
+	struct h_wl w = { 0 };
 
 	H_OK(h_start(&w, "wl-app-self", NULL));
 	H_OK(h_finish(&w));
