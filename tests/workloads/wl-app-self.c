@@ -6,6 +6,7 @@
  * so that a test can compare copies.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,6 +66,26 @@ static void hex(char *out, const uint8_t *b, size_t n)
 		sprintf(out + 2 * i, "%02x", b[i]);
 }
 
+/* Whether the area holding @addr is droppable ("dp" in its VmFlags), as the vDSO asked for it. */
+static bool droppable(const void *addr)
+{
+	char line[512];
+	bool in = false, dp = false;
+	FILE *f = fopen("/proc/self/smaps", "re");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2)
+			in = (unsigned long)addr >= lo && (unsigned long)addr < hi;
+		else if (in && !strncmp(line, "VmFlags:", 8))
+			dp = strstr(line, " dp") != NULL;
+	}
+	if (f)
+		fclose(f);
+	return dp;
+}
+
 static void log_unique(void)
 {
 	uint8_t sys[16], vd[16];
@@ -76,6 +97,7 @@ static void log_unique(void)
 		wl_fail("getrandom failed after restore");
 	hex(hs, sys, sizeof(sys));
 	if (vgr.fn) {
+		wl_expect(droppable(vgr.state), "the vDSO getrandom state at %p is no longer droppable", vgr.state);
 		if (vgetrandom_read(&vgr, vd, sizeof(vd)))
 			wl_fail("the vDSO getrandom failed after restore");
 		hex(hv, vd, sizeof(vd));
