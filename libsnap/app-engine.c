@@ -352,9 +352,9 @@ int app_engine_restore(struct snap_ctx *ctx, const struct restore_task *rt, size
 		store(&b->self, APP_SELF_RESTORED);
 	/* Before the thread runs: its restarted FUTEX_WAIT on the gate then returns at once. */
 	store(&b->gate, APP_GATE_RESTORED);
-	if (ptrace(PTRACE_DETACH, b->ctl_tid, 0, 0)) {
+	if (ptrace(PTRACE_DETACH, rt->threads[first]->tid, 0, 0)) {
 		r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot detach the libsnap-app control thread: %m", pid,
-			      b->ctl_tid);
+			      rt->threads[first]->tid);
 		goto out;
 	}
 	*ret_first = first;

@@ -315,7 +315,9 @@ int snap_app_checkpoint(const char *images_dir, unsigned flags, int *ret_outcome
 		r = fail(errbuf, errlen, -EBUSY, "snap_app_checkpoint: another thread is checkpointing");
 	if (r) {
 		pthread_mutex_unlock(&app.lock);
-		return fail(errbuf, errlen, r, errbuf && *errbuf ? errbuf : strerror(-r));
+		if (errbuf && errlen && !*errbuf)
+			fail(errbuf, errlen, r, "snap_app_checkpoint: cannot start the control thread");
+		return r;
 	}
 	app.checkpointing = true;
 	b->self_err = 0;
@@ -340,8 +342,10 @@ int snap_app_checkpoint(const char *images_dir, unsigned flags, int *ret_outcome
 	if (!r && !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 		r = -ECHILD;
 	if (r) {
+		pthread_mutex_lock(&app.lock);
 		store(&b->self, APP_SELF_NONE);
 		app.checkpointing = false;
+		pthread_mutex_unlock(&app.lock);
 		return fail(errbuf, errlen, r, "snap_app_checkpoint: cannot start the dumping helper");
 	}
 	store(&b->self, APP_SELF_PENDING);
@@ -353,7 +357,9 @@ int snap_app_checkpoint(const char *images_dir, unsigned flags, int *ret_outcome
 	if (r)
 		fail(errbuf, errlen, r, b->self_msg);
 	*ret_outcome = s == APP_SELF_RESTORED ? SNAP_APP_RESTORED : SNAP_APP_ORIGINAL;
+	pthread_mutex_lock(&app.lock);
 	store(&b->self, APP_SELF_NONE);
 	app.checkpointing = false;
+	pthread_mutex_unlock(&app.lock);
 	return r;
 }

@@ -19,6 +19,7 @@ static const char *const plain[] = { "plain", NULL };
 static const char *const hang[] = { "hang", NULL };
 static const char *const refuse[] = { "refuse", NULL };
 static const char *const memfd[] = { "memfd", NULL };
+static const char *const slowafter[] = { "slowafter", NULL };
 static const char *const plain_twice[] = { "plain", "2", NULL };
 
 Test(app, hooks_nocr)
@@ -92,6 +93,19 @@ Test(app, before_checkpoint_time_limit)
 Test(app, before_checkpoint_refused)
 {
 	expect_dump_refused(refuse, -ECANCELED, "callback #2 refused the checkpoint (returned 7)");
+}
+
+/* An after-restore callback past its time limit: the restore goes on and lets the other threads run. */
+Test(app, after_restore_time_limit)
+{
+	char img[PATH_MAX];
+	struct h_wl w = { 0 };
+
+	H_OK(h_tmpdir(img, "img"));
+	H_OK(h_start(&w, "wl-app-hooks", slowafter));
+	H_OK(h_dump(&w, img, 0, NULL));
+	H_OK(h_restore(&w, img, NULL));
+	H_OK(h_finish(&w));
 }
 
 /* A memfd mapped shared is dumped as shared memory, but not one that is also open as an fd. */
