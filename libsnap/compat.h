@@ -9,6 +9,11 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
+/* Linux 6.11: mmap() type of memory the kernel may zero at any time (the vDSO getrandom state). */
+#ifndef MAP_DROPPABLE
+#define MAP_DROPPABLE 0x08
+#endif
+
 /* Linux 6.7: PAGEMAP_SCAN ioctl on /proc/PID/pagemap. */
 #ifndef PAGEMAP_SCAN
 #define PAGE_IS_WPALLOWED  (1 << 0)

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "app-engine.h"
 #include "attrs.h"
 #include "files.h"
 #include "image.h"
@@ -321,6 +322,7 @@ static int write_task(struct snap_ctx *ctx, struct dump_tree *tree, struct dump_
 int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 {
 	struct dump_tree tree = { 0 };
+	struct app_engine *app = NULL;
 	struct shmem_set *shmem = NULL;
 	struct img_dir *dir = NULL;
 	bool leave_running;
@@ -338,7 +340,10 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	leave_running = opts->flags & SNAP_DUMP_LEAVE_RUNNING;
 
 	t0 = stage_begin();
-	r = seize_tree(ctx, &tree, opts->pid);
+	/* Registered processes run their before-checkpoint callbacks while they still run (app-engine.c). */
+	r = app_engine_prepare(ctx, opts->pid, &app);
+	if (!r)
+		r = seize_tree(ctx, &tree, opts->pid);
 	stage_end(ctx, SNAP_STAGE_FREEZE, t0);
 	if (r)
 		goto out;
@@ -361,6 +366,7 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	for_each_live_task(&tree, t) if (!r) r = collect(ctx, t);
 	if (!r)
 		r = check_shared_files(ctx, &tree);
+	for_each_live_task(&tree, t) if (!r) r = mem_check_memfd_fds(ctx, t);
 	stage_end(ctx, SNAP_STAGE_COLLECT, t0);
 	if (r)
 		goto out;
@@ -418,6 +424,7 @@ out:
 	if (tree.nr && tree.tasks[0].files)
 		files_dump_finish(ctx, &tree.tasks[0], !r && !leave_running);
 	for_each_live_task(&tree, t) seize_release(ctx, t, !r && !leave_running);
+	app_engine_release(ctx, app, !r && !leave_running);
 	stage_end(ctx, SNAP_STAGE_CURE, t0);
 	if (dir)
 		img_dir_abort(dir);

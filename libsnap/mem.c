@@ -14,6 +14,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "files.h"
 #include "mem.h"
 
 #define PM_PFN_MASK  ((1ull << 55) - 1)
@@ -58,6 +59,9 @@ static int classify(struct snap_ctx *ctx, pid_t pid, const struct proc_vma *v, V
 	else if (v->shared && v->path && (!strcmp(v->path, "/dev/zero") || !strncmp(v->path, "[anon_shmem:", 12)) &&
 		 (v->deleted || v->path[0] == '['))
 		*ret_kind = VMA_KIND__VMA_ANON_SHARED;
+	/* A memfd mapped shared is shmem as well; mem_check_memfd_fds() refuses one also open as an fd. */
+	else if (v->shared && v->path && v->deleted && !strncmp(v->path, "/memfd:", 7) && !(v->vmflags & VMF_HUGETLB))
+		*ret_kind = VMA_KIND__VMA_ANON_SHARED;
 	else if (v->shared && (!v->path || v->path[0] != '/' || v->deleted || !strncmp(v->path, "/SYSV", 5)))
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: shared memory at 0x%llx-0x%llx (%s) is not supported yet",
 				 pid, s, e, v->path ? v->path : "anonymous");
@@ -84,6 +88,34 @@ int mem_check_vmas(struct snap_ctx *ctx, struct dump_task *t)
 
 		if (r)
 			return r;
+	}
+	return 0;
+}
+
+/*
+ * A memfd mapped shared is restored as shared memory of its own, and an
+ * open memfd as a file of its own: one also open as an fd (in any process
+ * of the tree) would come back as two objects that no longer share bytes.
+ */
+int mem_check_memfd_fds(struct snap_ctx *ctx, const struct dump_task *t)
+{
+	const struct files_dump *d = t->files;
+
+	for (size_t i = 0; d && i < t->vmas.nr; i++) {
+		const struct proc_vma *v = &t->vmas.v[i];
+
+		if (!v->shared || !v->deleted || !v->path || strncmp(v->path, "/memfd:", 7))
+			continue;
+		for (size_t k = 0; k < d->nr_files; k++) {
+			const struct dump_file *f = d->files[k];
+
+			if (f->link && !strncmp(f->link, "/memfd:", 7) && f->st.st_ino == v->ino)
+				return snap_fail(
+					ctx, -EOPNOTSUPP,
+					"pid %d: memfd %s mapped shared at 0x%llx is also open as fd %d of pid "
+					"%d; a memfd both mapped and open is not supported yet",
+					t->pid, v->path, (unsigned long long)v->start, f->fd, f->pid);
+		}
 	}
 	return 0;
 }
@@ -504,7 +536,8 @@ static int write_mm(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *d
 		ve.kind = kind;
 		ve.prot = v->prot;
 		ve.flags = (v->vmflags & VMF_GROWSDOWN ? MAP_GROWSDOWN : 0) |
-			   (v->vmflags & VMF_NORESERVE ? MAP_NORESERVE : 0);
+			   (v->vmflags & VMF_NORESERVE ? MAP_NORESERVE : 0) |
+			   (kind == VMA_KIND__VMA_ANON_PRIVATE && v->vmflags & VMF_DROPPABLE ? MAP_DROPPABLE : 0);
 		ve.pgoff = v->pgoff;
 		ve.madv = vma_madv(v->vmflags);
 		ve.path = v->path;
@@ -615,7 +648,13 @@ int mem_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir, str
 		VmaKind kind;
 
 		r = classify(ctx, t->pid, v, &kind);
-		if (!r && kind_has_pages(kind))
+		/*
+		 * Droppable memory (the vDSO getrandom state) is not stored: the
+		 * kernel may zero it at any time, so zero is always a valid
+		 * content, and a zeroed getrandom state fetches a new key. Stored,
+		 * it would make every copy of a snapshot read the same bytes.
+		 */
+		if (!r && kind_has_pages(kind) && !(v->vmflags & VMF_DROPPABLE))
 			r = drain_vma(&d, pagemap_fd, v,
 				      d.parent_pagemap_fd >= 0 && kind == VMA_KIND__VMA_ANON_PRIVATE
 					      ? parent_twin(parent, v)
@@ -862,7 +901,8 @@ int mem_image_validate(struct snap_ctx *ctx, const struct mem_image *mi)
 			return snap_fail(ctx, -EINVAL, "image mm: area %zu (0x%llx-0x%llx) is malformed or overlaps", i,
 					 (unsigned long long)v->start, (unsigned long long)v->end);
 		if (v->prot & ~(uint32_t)(PROT_READ | PROT_WRITE | PROT_EXEC) ||
-		    v->flags & ~(uint32_t)(MAP_GROWSDOWN | MAP_NORESERVE) || v->pgoff % ps)
+		    v->flags & ~(uint32_t)(MAP_GROWSDOWN | MAP_NORESERVE | MAP_DROPPABLE) || v->pgoff % ps ||
+		    (v->flags & MAP_DROPPABLE && v->kind != VMA_KIND__VMA_ANON_PRIVATE))
 			return snap_fail(ctx, -EINVAL, "image mm: area 0x%llx has bad protection, flags or offset",
 					 (unsigned long long)v->start);
 		if (!protobuf_c_enum_descriptor_get_value(&vma_kind__descriptor, v->kind))
@@ -931,7 +971,8 @@ int mem_premap_one(struct snap_ctx *ctx, const VmaEntry *v, uint64_t addr, uint3
 		/* old_size 0: a new mapping of the same shared pages, the engine's stays */
 		p = mremap((void *)(shmem_src + v->pgoff), 0, len, MREMAP_MAYMOVE | MREMAP_FIXED, (void *)addr);
 	else if (v->kind == VMA_KIND__VMA_ANON_PRIVATE)
-		p = mmap((void *)addr, len, (int)prot, flags | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		p = mmap((void *)addr, len, (int)prot,
+			 flags | (flags & MAP_DROPPABLE ? 0 : MAP_PRIVATE) | MAP_ANONYMOUS, -1, 0);
 	else
 		p = mmap((void *)addr, len, (int)prot,
 			 flags | (v->kind == VMA_KIND__VMA_FILE_SHARED ? MAP_SHARED : MAP_PRIVATE), fd,

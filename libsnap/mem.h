@@ -9,6 +9,8 @@
 
 /* Dump: refuses areas this version cannot restore, naming pid, address and kind. */
 int mem_check_vmas(struct snap_ctx *ctx, struct dump_task *t);
+/* Dump, once the files of the tree are collected: refuses a memfd that is both mapped shared and open. */
+int mem_check_memfd_fds(struct snap_ctx *ctx, const struct dump_task *t);
 /* Shared memory objects already dumped in this tree. */
 #define SHMEM_SET_MAX 4096
 struct shmem_set {

@@ -171,6 +171,7 @@ static const struct {
 	{ { 'i', 'o' }, VMF_IO },	  { { 'p', 'f' }, VMF_PFNMAP },	      { { 'w', 'f' }, VMF_WIPEONFORK },
 	{ { 's', 'r' }, VMF_SEQREAD },	  { { 'r', 'r' }, VMF_RANDREAD },     { { 'n', 'r' }, VMF_NORESERVE },
 	{ { 'h', 't' }, VMF_HUGETLB },	  { { 'u', 'm' }, VMF_UFFD_MISSING }, { { 'u', 'w' }, VMF_UFFD_WP },
+	{ { 'd', 'p' }, VMF_DROPPABLE },
 };
 
 uint32_t proc_parse_vmflags(const char *s)

@@ -30,6 +30,7 @@ enum proc_vmflag {
 	VMF_HUGETLB = 1u << 15,	     /* ht */
 	VMF_UFFD_MISSING = 1u << 16, /* um */
 	VMF_UFFD_WP = 1u << 17,	     /* uw */
+	VMF_DROPPABLE = 1u << 18,    /* dp (Linux 6.11) */
 };
 
 struct proc_vma {

@@ -198,6 +198,27 @@ static int read_tree(struct snap_ctx *ctx, struct img_set *set, struct restore_t
 }
 
 /*
+ * A new shared memory object: a memfd of the same name for one that was a
+ * memfd (so it keeps its name in /proc/PID/maps: libsnap-app finds its
+ * block by it), anonymous shared memory otherwise. MAP_FAILED on failure.
+ */
+static uint64_t pstree_shmem_map(const VmaEntry *ve, uint64_t size)
+{
+	const char *name = ve->path && !strncmp(ve->path, "/memfd:", 7) ? ve->path + 7 : NULL;
+	void *p;
+	int fd;
+
+	if (!name)
+		return (uint64_t)mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	fd = memfd_create(name, MFD_CLOEXEC);
+	if (fd < 0)
+		return (uint64_t)MAP_FAILED;
+	p = ftruncate(fd, (off_t)size) ? MAP_FAILED : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	return (uint64_t)p;
+}
+
+/*
  * Shared memory objects: one mapping each in the engine, filled from the
  * page file of the process that stored it; every process of the tree
  * inherits it and maps it again where its image says.
@@ -235,8 +256,7 @@ static int make_shmem(struct snap_ctx *ctx, struct img_set *set, struct restore_
 			}
 			m = &tree->shmem[tree->nr_shmem++];
 			*m = (struct shmem_map){ ve->shmem_id, 0, ve->shmem_size };
-			m->addr = (uint64_t)mmap(NULL, m->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-						 0);
+			m->addr = pstree_shmem_map(ve, m->size);
 			if (m->addr == (uint64_t)MAP_FAILED) {
 				m->addr = 0;
 				return snap_fail(ctx, -errno, "cannot create shared memory of %llu bytes: %m",

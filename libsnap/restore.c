@@ -19,6 +19,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "app-engine.h"
 #include "attrs.h"
 #include "blob.h"
 #include "files.h"
@@ -829,6 +830,7 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 	uint64_t args[6] = { region, region_len, 0, 0, 0, 0 };
 	struct arch_regs regs;
 	uint64_t mask, all = ~0ull;
+	size_t first = (size_t)-1;
 	int r;
 
 	r = expect_stop(ctx, pid, pid, status_fd, SIGTRAP, 0, "waiting for the restorer");
@@ -878,8 +880,11 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 	/* Per-thread state only ptrace can set (aarch64: pointer authentication keys). */
 	for (size_t i = 0; !r && i < rt->nr_threads; i++)
 		r = arch_thread_restore_late(ctx, rt->threads[i]->tid, rt->threads[i]);
+	/* A libsnap-app control thread goes first and runs its after-restore callbacks alone (app-engine.c). */
+	if (!r)
+		r = app_engine_restore(ctx, rt, &first);
 	for (size_t i = 0; !r && i < rt->nr_threads; i++)
-		if (ptrace(PTRACE_DETACH, rt->threads[i]->tid, 0, 0))
+		if (i != first && ptrace(PTRACE_DETACH, rt->threads[i]->tid, 0, 0))
 			r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot detach: %m", pid, rt->threads[i]->tid);
 	return r;
 }
