@@ -554,3 +554,74 @@ Test(namespaces, failure_leaves_nothing)
 	H_OK(h_wait_pid(init, 60000, &status));
 	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
+
+/*
+ * Two copies at once of @name, restored with --pidns; go makes each check
+ * itself, and each init ends with the root's status. @root_parent: the
+ * root checks its parent, which in a copy is the init (1), so that check
+ * alone, and nothing else, must fail in each copy.
+ */
+static void twice_in_pidns(const char *name, const char *const *args, bool root_parent)
+{
+	struct h_wl w = { 0 };
+	char imgdir[PATH_MAX], want[96], *err, *p;
+	pid_t init[2];
+	int status, fails = 0;
+
+	H_OK(h_start(&w, name, args));
+	H_OK(h_tmpdir(imgdir, "img"));
+	H_OK(h_dump(&w, imgdir, 0, NULL));
+	for (int i = 0; i < 2; i++)
+		init[i] = restore_copy(imgdir, SNAP_RESTORE_PIDNS, NULL);
+	H_OK(h_go(&w));
+	for (int i = 0; i < 2; i++) {
+		H_OK(h_wait_pid(init[i], 60000, &status));
+		err = h_read_ctl(&w, "stderr", NULL);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == (root_parent ? 1 : 0), "%s copy %d: %s: %s", name,
+			  (int)init[i], h_describe_status(status, (char[64]){ 0 }, 64), err);
+		free(err);
+	}
+	if (!root_parent)
+		return;
+	snprintf(want, sizeof(want), "FAIL: pid %d: parent 1, was %d\n", (int)w.orig_pid, (int)getpid());
+	err = h_read_ctl(&w, "stderr", NULL);
+	cr_assert(err);
+	for (p = strstr(err, "FAIL"); p; p = strstr(p + 1, "FAIL")) {
+		cr_assert(!strncmp(p, want, strlen(want)), "unexpected failure in a copy: %s", err);
+		fails++;
+	}
+	cr_assert(fails == 2, "%d failures, expected the root's parent in each copy: %s", fails, err);
+	free(err);
+}
+
+/* Threads get their tids inside too; the engine follows them by the ids it sees outside. */
+Test(namespaces, threads_in_pidns)
+{
+	static const char *const threads64[] = { "64", NULL };
+	struct h_wl w = { 0 };
+	char imgdir[PATH_MAX];
+	pid_t init;
+	int status;
+
+	/* Once only: its unix listener is bound to a path, and the file system is not the copy's own. */
+	H_OK(h_start(&w, "wl-threads", threads64));
+	H_OK(h_tmpdir(imgdir, "img"));
+	H_OK(h_dump(&w, imgdir, 0, NULL));
+	init = restore_copy(imgdir, SNAP_RESTORE_PIDNS, NULL);
+	H_OK(h_go(&w));
+	H_OK(h_wait_pid(init, 60000, &status));
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "wl-threads: %s",
+		  h_describe_status(status, (char[64]){ 0 }, 64));
+}
+
+/* A tree with sessions, groups (one made by a stand-in) and zombies, twice, each with our init as reaper. */
+Test(namespaces, tree_twice)
+{
+	twice_in_pidns("wl-tree", NULL, true);
+}
+
+/* Shared memory and copy-on-write pages shared between the processes of each copy, never between copies. */
+Test(namespaces, shm_tree_twice)
+{
+	twice_in_pidns("wl-shm-tree", NULL, false);
+}
