@@ -230,7 +230,7 @@ __attribute__((noreturn)) static void init_main(struct snap_ctx *ctx, struct ns_
 
 		if (sfd < 0) {
 			/* No signalfd: reap only, nothing is forwarded. */
-			p = waitpid(-1, &status, 0);
+			p = waitpid(-1, &status, __WALL);
 			if (p == root)
 				exit_like(status);
 			if (p < 0 && errno == ECHILD)
@@ -243,8 +243,11 @@ __attribute__((noreturn)) static void init_main(struct snap_ctx *ctx, struct ns_
 			kill(root, (int)si.ssi_signo);
 			continue;
 		}
-		/* Orphans of the copy come to us: this kernel's PID 1 reaps nobody, and we are PID 1 here. */
-		while ((p = waitpid(-1, &status, WNOHANG)) > 0)
+		/*
+		 * Orphans of the copy are reparented to us, its PID 1, and no one
+		 * else can reap them (nor would this machine's PID 1 reap its own).
+		 */
+		while ((p = waitpid(-1, &status, WNOHANG | __WALL)) > 0)
 			if (p == root)
 				exit_like(status);
 	}
@@ -288,8 +291,13 @@ void ns_release(struct ns_plan *ns)
 	atomic_store(&ns->sh->released, 1);
 	syscall(SYS_futex, &ns->sh->released, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
 	/* The caller may exit at once (snapcr -d): the init must have dropped its parent-death signal by then. */
-	while (atomic_load(&ns->sh->released) == 1 && !kill(init, 0)) {
+	while (atomic_load(&ns->sh->released) == 1) {
 		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		siginfo_t si = { 0 };
+
+		/* Gone already (killed by someone): then there is nothing to wait for; the caller reaps it. */
+		if (!waitid(P_PID, (id_t)init, &si, WEXITED | WNOHANG | WNOWAIT | __WALL) && si.si_pid == init)
+			break;
 
 		syscall(SYS_futex, &ns->sh->released, FUTEX_WAIT, 1, &ts, NULL, 0);
 	}
