@@ -445,6 +445,64 @@ Test(namespaces, netns_path)
 }
 
 /*
+ * Puts an orphan into the copy of @init: a process forked into its PID
+ * namespace forks one that waits, then exits, so that the waiting one is
+ * reparented to the init. Returns the orphan's pid as seen from here.
+ */
+static pid_t make_orphan(pid_t init, pid_t root_outer)
+{
+	char path[96], *s, *tok, *save;
+	pid_t helper, orphan = 0;
+	int status;
+
+	helper = fork();
+	cr_assert(helper >= 0);
+	if (helper == 0) {
+		pid_t child;
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)init);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 || setns(fd, CLONE_NEWPID))
+			_exit(1);
+		child = fork();
+		if (child == 0) {
+			if (fork() == 0) {
+				for (;;)
+					pause();
+			}
+			_exit(0);
+		}
+		_exit(child > 0 && waitpid(child, &status, 0) == child ? 0 : 2);
+	}
+	H_OK(h_wait_pid(helper, 10000, &status));
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "could not fork into the copy: 0x%x", status);
+	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
+	s = h_read_file(path, NULL);
+	cr_assert(s);
+	for (tok = strtok_r(s, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save))
+		if (atoi(tok) != root_outer)
+			orphan = atoi(tok);
+	free(s);
+	cr_assert(orphan > 0, "the orphan was not reparented to the init %d", (int)init);
+	return orphan;
+}
+
+/* Whether @pid is gone for good, reaped, within 10 s (a zombie nobody reaps stays). */
+static bool reaped_soon(pid_t pid)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (int i = 0; i < 1000; i++) {
+		if (access(path, F_OK) && errno == ENOENT)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+/*
  * --pidns alone, for a workload without sockets: two copies of wl-heap at
  * once, both with the image's pid; go makes each check its memory, and
  * each init ends with its root's exit status 0.
@@ -462,7 +520,7 @@ Test(namespaces, heap_twice)
 	for (int i = 0; i < 2; i++)
 		init[i] = restore_copy(imgdir, SNAP_RESTORE_PIDNS, NULL);
 	for (int i = 0; i < 2; i++) {
-		pid_t outer, inner;
+		pid_t outer, inner, orphan;
 		char own[64] = "", theirs[64] = "", path[64];
 
 		root_of(init[i], &outer, &inner);
@@ -476,6 +534,10 @@ Test(namespaces, heap_twice)
 		memset(theirs, 0, sizeof(theirs));
 		cr_assert(readlink("/proc/self/ns/net", own, sizeof(own) - 1) > 0 &&
 			  readlink(path, theirs, sizeof(theirs) - 1) > 0 && !strcmp(own, theirs));
+		/* The init reaps an orphan of its copy once it ends. */
+		orphan = make_orphan(init[i], outer);
+		cr_assert(kill(orphan, SIGKILL) == 0);
+		cr_assert(reaped_soon(orphan), "copy %d: orphan %d was not reaped", (int)init[i], (int)orphan);
 	}
 	H_OK(h_go(&w));
 	for (int i = 0; i < 2; i++) {
