@@ -311,9 +311,9 @@ void app_engine_release(struct snap_ctx *ctx, struct app_engine *ae, bool killed
 	free(ae);
 }
 
-int app_engine_restore(struct snap_ctx *ctx, const struct restore_task *rt, size_t *ret_first)
+int app_engine_restore(struct snap_ctx *ctx, const struct restore_task *rt, pid_t pid, const pid_t *tids,
+		       size_t *ret_first)
 {
-	pid_t pid = rt->pstree->pid;
 	const VmaEntry *v = NULL;
 	struct app_block *b;
 	size_t first = (size_t)-1;
@@ -352,9 +352,9 @@ int app_engine_restore(struct snap_ctx *ctx, const struct restore_task *rt, size
 		store(&b->self, APP_SELF_RESTORED);
 	/* Before the thread runs: its restarted FUTEX_WAIT on the gate then returns at once. */
 	store(&b->gate, APP_GATE_RESTORED);
-	if (ptrace(PTRACE_DETACH, rt->threads[first]->tid, 0, 0)) {
+	if (ptrace(PTRACE_DETACH, tids[first], 0, 0)) {
 		r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot detach the libsnap-app control thread: %m", pid,
-			      rt->threads[first]->tid);
+			      tids[first]);
 		goto out;
 	}
 	*ret_first = first;

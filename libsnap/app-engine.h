@@ -28,10 +28,13 @@ void app_engine_release(struct snap_ctx *ctx, struct app_engine *ae, bool killed
 
 /*
  * At restore, with every thread of @rt stopped in its restored registers:
- * if the process has a parked control block, marks it RESTORED, lets only
+ * @pid and @tids are the process's and its threads' ids as we see them
+ * (they differ from the image's in a PID namespace of its own); if the
+ * process has a parked control block, marks it RESTORED, lets only
  * the control thread go and waits for its after-restore callbacks.
  * *ret_first is the index of the thread already detached, or (size_t)-1.
  */
-int app_engine_restore(struct snap_ctx *ctx, const struct restore_task *rt, size_t *ret_first);
+int app_engine_restore(struct snap_ctx *ctx, const struct restore_task *rt, pid_t pid, const pid_t *tids,
+		       size_t *ret_first);
 
 #endif

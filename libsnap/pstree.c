@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "attrs.h"
+#include "namespaces.h"
 #include "restore.h"
 
 /* A process that only exists to create a group whose leader had exited. */
@@ -121,7 +122,7 @@ static int plan_ids(struct snap_ctx *ctx, struct restore_tree *tree)
 	return 0;
 }
 
-static int read_tree(struct snap_ctx *ctx, struct img_set *set, struct restore_tree *tree)
+static int read_tree(struct snap_ctx *ctx, struct img_set *set, struct restore_tree *tree, const struct ns_plan *ns)
 {
 	const InventoryEntry *inv = img_set_inventory(set);
 	struct img_reader *rd;
@@ -186,14 +187,14 @@ static int read_tree(struct snap_ctx *ctx, struct img_set *set, struct restore_t
 			return r;
 	}
 	r = plan_ids(ctx, tree);
-	/* Every pid and tid we are going to take must be free. */
+	/* Every pid and tid we are going to take must be free (in a new PID namespace: not the init's). */
 	for (size_t i = 0; !r && i < tree->nr; i++) {
-		r = restore_pid_in_use(ctx, tree->entries[i]->pid);
+		r = ns_check_pid(ctx, ns, tree->entries[i]->pid);
 		for (size_t t = 1; !r && t < tree->tasks[i].nr_threads; t++)
-			r = restore_pid_in_use(ctx, tree->tasks[i].threads[t]->tid);
+			r = ns_check_pid(ctx, ns, tree->tasks[i].threads[t]->tid);
 	}
 	for (size_t k = 0; !r && k < tree->nr_standins; k++)
-		r = restore_pid_in_use(ctx, tree->standins[k].pid);
+		r = ns_check_pid(ctx, ns, tree->standins[k].pid);
 	return r;
 }
 
@@ -439,6 +440,23 @@ __attribute__((noreturn)) static void tree_child(struct snap_ctx *ctx, struct im
 	restore_task_child(ctx, set, &tree->tasks[idx], status_fd, ctl, idx);
 }
 
+/* What the namespace init runs in the root it creates. */
+struct root_args {
+	struct snap_ctx *ctx;
+	struct img_set *set;
+	struct restore_tree *tree;
+	int status_fd, engine_fd;
+	struct restore_ctl *ctl;
+};
+
+static void root_main(void *arg)
+{
+	struct root_args *a = arg;
+
+	close(a->engine_fd);
+	tree_child(a->ctx, a->set, a->tree, 0, a->status_fd, a->ctl);
+}
+
 /* ---- in the engine ---- */
 
 static void kill_tree(const struct restore_tree *tree)
@@ -474,9 +492,10 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	struct img_set *set = NULL;
 	struct restore_ctl *ctl = MAP_FAILED;
 	size_t ctl_size = 0, live = 0, ready = 0;
-	int status_pipe[2] = { -1, -1 }, old_subreaper = 0, r;
+	int status_pipe[2] = { -1, -1 }, old_subreaper = 0, one = 1, r;
 	bool subreaper_set = false;
-	pid_t root = -1;
+	pid_t root = -1, *host_pid = NULL;
+	struct ns_plan *ns = NULL;
 	uint64_t t0;
 
 	snap_clear_error(ctx);
@@ -487,10 +506,13 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		return snap_fail(ctx, -EINVAL, "snap_restore: no images directory given");
 
 	t0 = stage_begin();
-	r = img_set_open(ctx, opts->images_dir, &set);
+	r = ns_plan_new(ctx, opts, &ns);
 	if (!r)
-		r = read_tree(ctx, set, &tree);
-	if (!r && (opts->flags & SNAP_RESTORE_DETACH))
+		r = img_set_open(ctx, opts->images_dir, &set);
+	if (!r)
+		r = read_tree(ctx, set, &tree, ns);
+	/* In a PID namespace the root's parent is the init, which outlives it. */
+	if (!r && (opts->flags & SNAP_RESTORE_DETACH) && !ns_pidns(ns))
 		attrs_detach(ctx, tree.tasks[0].core, tree.entries[0]->pid);
 	stage_end(ctx, SNAP_STAGE_READ, t0);
 	if (r)
@@ -508,13 +530,15 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	ctl_size = sizeof(*ctl) + tree.nr * sizeof(ctl->go[0]);
 	ctl = mmap(NULL, ctl_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	stats = calloc(tree.nr, sizeof(*stats));
-	if (ctl == MAP_FAILED || !stats) {
+	host_pid = calloc(tree.nr, sizeof(*host_pid));
+	if (ctl == MAP_FAILED || !stats || !host_pid) {
 		r = snap_fail(ctx, -ENOMEM, "out of memory");
 		goto out;
 	}
 	ctl->participants = (uint32_t)(tree.nr + tree.nr_standins);
 	/* Records of several processes must not run into each other: a datagram each. */
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, status_pipe)) {
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, status_pipe) ||
+	    setsockopt(status_pipe[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one))) {
 		r = snap_fail(ctx, -errno, "cannot create the status socket: %m");
 		goto out;
 	}
@@ -534,7 +558,17 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		int st;
 
 		if (helper == 0) {
-			pid_t p = clone_with_pid(tree.entries[0]->pid, CLONE_PARENT);
+			struct root_args ra = { ctx, set, &tree, status_pipe[1], status_pipe[0], ctl };
+			pid_t p;
+
+			r = ns_enter_net(ctx, ns);
+			if (!r && ns_pidns(ns))
+				r = ns_spawn_init(ctx, ns, tree.entries[0]->pid, status_pipe[1], root_main, &ra);
+			if (r < 0)
+				ns_helper_fail(ctx, ns, r);
+			if (ns_pidns(ns))
+				_exit(0);
+			p = clone_with_pid(tree.entries[0]->pid, CLONE_PARENT);
 
 			if (p == 0) {
 				close(status_pipe[0]);
@@ -550,6 +584,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 				root = tree.entries[0]->pid;
 		}
 	}
+	if (root < 0 && (r = ns_helper_error(ctx, ns)))
+		goto out;
 	if (root < 0) {
 		r = -errno;
 		if (r == -EEXIST)
@@ -567,8 +603,9 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	while (!r && ready < live) {
 		struct child_stats cs;
 		ssize_t idx;
+		pid_t sender;
 
-		r = restore_read_status(ctx, status_pipe[0], &cs);
+		r = restore_read_status(ctx, status_pipe[0], &cs, &sender);
 		if (r == 0) {
 			r = snap_fail(ctx, -ECHILD, "pid %d: the new processes ended before their restorers started",
 				      tree.entries[0]->pid);
@@ -583,7 +620,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 			break;
 		}
 		stats[idx] = cs;
-		if (ptrace(PTRACE_SEIZE, cs.pid, 0,
+		host_pid[idx] = sender;
+		if (ptrace(PTRACE_SEIZE, sender, 0,
 			   PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
 				   attrs_ptrace_options(tree.tasks[idx].core, tree.tasks[idx].threads[0]))) {
 			r = snap_fail(ctx, -errno, "pid %d: cannot trace the new process: %m", cs.pid);
@@ -603,13 +641,20 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	t0 = stage_begin();
 	for (size_t i = 0; !r && i < tree.nr; i++)
 		if (!is_zombie(tree.entries[i]))
-			r = restore_task_finish(ctx, &tree.tasks[i], stats[i].region, stats[i].region_len,
+			r = restore_task_finish(ctx, &tree.tasks[i], host_pid[i], stats[i].region, stats[i].region_len,
 						status_pipe[0]);
 	stage_end(ctx, SNAP_STAGE_RESTORER, t0);
+	/* In a PID namespace the caller waits for and signals the init: it stands for the whole copy. */
+	if (!r && ns_pidns(ns))
+		root = ns_init_pid(ns);
 	if (!r && opts->pidfile)
 		r = write_pidfile(ctx, opts->pidfile, root);
+	if (!r)
+		ns_release(ns);
 out:
-	if (r && root > 0)
+	if (r && root > 0 && ns_pidns(ns))
+		ns_kill(ns, host_pid, tree.nr);
+	else if (r && root > 0)
 		kill_tree(&tree);
 	if (subreaper_set)
 		prctl(PR_SET_CHILD_SUBREAPER, 0);
@@ -619,6 +664,8 @@ out:
 	if (ctl != MAP_FAILED)
 		munmap(ctl, ctl_size);
 	free(stats);
+	free(host_pid);
+	ns_plan_free(ns);
 	tree_free(&tree);
 	if (set)
 		img_set_close(set);

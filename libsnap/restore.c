@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/rseq.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -745,12 +746,21 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
  * Reads the child's status records until it reports its stats (1: it is
  * about to enter the restorer), reports an error (<0), or is gone (0).
  */
-int restore_read_status(struct snap_ctx *ctx, int fd, struct child_stats *cs)
+int restore_read_status(struct snap_ctx *ctx, int fd, struct child_stats *cs, pid_t *ret_sender)
 {
 	char buf[STATUS_MSG_MAX + 2];
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(struct ucred))];
+	} cbuf;
 
 	for (;;) {
-		ssize_t n = read(fd, buf, sizeof(buf) - 1);
+		struct iovec iov = { buf, sizeof(buf) - 1 };
+		struct msghdr mh = {
+			.msg_iov = &iov, .msg_iovlen = 1, .msg_control = &cbuf, .msg_controllen = sizeof(cbuf)
+		};
+		ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+		struct cmsghdr *c;
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -758,6 +768,11 @@ int restore_read_status(struct snap_ctx *ctx, int fd, struct child_stats *cs)
 			return 0;
 		if (buf[0] == STATUS_STATS && (size_t)n == 1 + sizeof(*cs)) {
 			memcpy(cs, buf + 1, sizeof(*cs));
+			/* With SO_PASSCRED the kernel names the sender in our PID namespace, whatever its own says. */
+			*ret_sender = cs->pid;
+			for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+				if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS)
+					*ret_sender = ((struct ucred *)CMSG_DATA(c))->pid;
 			return 1;
 		}
 		buf[n] = '\0';
@@ -821,10 +836,9 @@ static int step_through_sigreturn(struct snap_ctx *ctx, pid_t pid, pid_t tid, in
  * its rt_sigreturn, we step every thread through it, and then remove the
  * restorer region, which no thread executes any more.
  */
-int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uint64_t region, uint64_t region_len,
-			int status_fd)
+static int restore_finish_threads(struct snap_ctx *ctx, const struct restore_task *rt, pid_t pid, pid_t *tids,
+				  uint64_t region, uint64_t region_len, int status_fd)
 {
-	pid_t pid = rt->pstree->pid;
 	const VmaEntry *vdso = find_special(&rt->mem, VMA_KIND__VMA_VDSO);
 	long off = vdso_syscall_offset(), ret;
 	uint64_t args[6] = { region, region_len, 0, 0, 0, 0 };
@@ -842,9 +856,13 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 	    ptrace(PTRACE_CONT, pid, 0, 0))
 		return snap_fail(ctx, -errno, "pid %d: cannot follow thread creation: %m", pid);
 	for (size_t i = 1; i < rt->nr_threads; i++) {
-		pid_t tid = rt->threads[i]->tid;
+		unsigned long msg = 0;
+		pid_t tid;
 
 		r = expect_stop(ctx, pid, pid, status_fd, 0, PTRACE_EVENT_CLONE, "creating threads");
+		if (!r && ptrace(PTRACE_GETEVENTMSG, pid, 0, &msg))
+			r = snap_fail(ctx, -errno, "pid %d: cannot learn the new thread's id: %m", pid);
+		tid = tids[i] = (pid_t)msg;
 		if (!r && ptrace(PTRACE_CONT, pid, 0, 0))
 			r = snap_fail(ctx, -errno, "pid %d: cannot resume: %m", pid);
 		if (!r)
@@ -858,7 +876,7 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 	}
 	r = expect_stop(ctx, pid, pid, status_fd, SIGTRAP, 0, "restoring the main thread");
 	for (size_t i = 0; !r && i < rt->nr_threads; i++)
-		r = step_through_sigreturn(ctx, pid, rt->threads[i]->tid, status_fd);
+		r = step_through_sigreturn(ctx, pid, tids[i], status_fd);
 	if (r)
 		return r;
 
@@ -879,12 +897,31 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 		snap_fail(ctx, r, "pid %d: cannot put the restored registers back: %s", pid, strerror(-r));
 	/* Per-thread state only ptrace can set (aarch64: pointer authentication keys). */
 	for (size_t i = 0; !r && i < rt->nr_threads; i++)
-		r = arch_thread_restore_late(ctx, rt->threads[i]->tid, rt->threads[i]);
+		r = arch_thread_restore_late(ctx, tids[i], rt->threads[i]);
 	/* A libsnap-app control thread goes first and runs its after-restore callbacks alone (app-engine.c). */
 	if (!r)
-		r = app_engine_restore(ctx, rt, &first);
+		r = app_engine_restore(ctx, rt, pid, tids, &first);
 	for (size_t i = 0; !r && i < rt->nr_threads; i++)
-		if (i != first && ptrace(PTRACE_DETACH, rt->threads[i]->tid, 0, 0))
-			r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot detach: %m", pid, rt->threads[i]->tid);
+		if (i != first && ptrace(PTRACE_DETACH, tids[i], 0, 0))
+			r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot detach: %m", pid, tids[i]);
+	return r;
+}
+
+/*
+ * @pid and the thread ids are ours, which differ from the image's when the
+ * tree is in a PID namespace of its own: the threads' come from the clone
+ * events as the restorer creates them.
+ */
+int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, pid_t pid, uint64_t region,
+			uint64_t region_len, int status_fd)
+{
+	pid_t *tids = calloc(rt->nr_threads, sizeof(*tids));
+	int r;
+
+	if (!tids)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	tids[0] = pid;
+	r = restore_finish_threads(ctx, rt, pid, tids, region, region_len, status_fd);
+	free(tids);
 	return r;
 }

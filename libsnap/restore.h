@@ -99,12 +99,13 @@ __attribute__((noreturn)) void restore_task_child(struct snap_ctx *ctx, struct i
 						  int status_fd, struct restore_ctl *ctl, size_t index);
 
 /*
- * Reads status records until one arrives: 1 with *cs for STATS, <0 for
- * an error (in ctx), 0 if every writer is gone.
+ * Reads status records until one arrives: 1 with *cs for STATS and the
+ * sender's pid in our namespace in *ret_sender (@fd needs SO_PASSCRED),
+ * <0 for an error (in ctx), 0 if every writer is gone.
  */
-int restore_read_status(struct snap_ctx *ctx, int fd, struct child_stats *cs);
-/* In the engine: steps the traced process through its restorer and removes it. */
-int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uint64_t region, uint64_t region_len,
-			int status_fd);
+int restore_read_status(struct snap_ctx *ctx, int fd, struct child_stats *cs, pid_t *ret_sender);
+/* In the engine: steps the traced process (@pid: ours for it) through its restorer and removes it. */
+int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, pid_t pid, uint64_t region,
+			uint64_t region_len, int status_fd);
 
 #endif

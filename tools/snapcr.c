@@ -16,7 +16,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage:\n"
 		"  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--stats FILE] [-v]\n"
-		"  snapcr restore -D DIR [-d] [--pidfile FILE] [--stats FILE] [-v]\n"
+		"  snapcr restore -D DIR [-d] [--pidfile FILE] [--stats FILE] [--pidns] [--netns | --netns-path PATH] "
+		"[-v]\n"
 		"  snapcr check\n"
 		"  snapcr show DIR|FILE\n");
 }
@@ -35,7 +36,16 @@ static int fail(snap_ctx *ctx, const char *what)
 	return 1;
 }
 
-enum { OPT_LEAVE_RUNNING = 256, OPT_STATS, OPT_PIDFILE, OPT_TCP_ESTABLISHED, OPT_TCP_CLOSE };
+enum {
+	OPT_LEAVE_RUNNING = 256,
+	OPT_STATS,
+	OPT_PIDFILE,
+	OPT_TCP_ESTABLISHED,
+	OPT_TCP_CLOSE,
+	OPT_PIDNS,
+	OPT_NETNS,
+	OPT_NETNS_PATH
+};
 
 static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 {
@@ -99,6 +109,9 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 		{ "detach", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
 		{ "stats", required_argument, NULL, OPT_STATS },
+		{ "pidns", no_argument, NULL, OPT_PIDNS },
+		{ "netns", no_argument, NULL, OPT_NETNS },
+		{ "netns-path", required_argument, NULL, OPT_NETNS_PATH },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -119,6 +132,15 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 			break;
 		case OPT_STATS:
 			o.stats_file = optarg;
+			break;
+		case OPT_PIDNS:
+			o.flags |= SNAP_RESTORE_PIDNS;
+			break;
+		case OPT_NETNS:
+			o.flags |= SNAP_RESTORE_NETNS;
+			break;
+		case OPT_NETNS_PATH:
+			o.netns_path = optarg;
 			break;
 		case 'v':
 			snap_set_log(ctx, SNAP_LOG_DEBUG, log_stderr, NULL);

@@ -78,6 +78,20 @@ enum snap_restore_flags {
 	 * is not set again, since it would fire when the caller exits.
 	 */
 	SNAP_RESTORE_DETACH = 1u << 0,
+	/*
+	 * Restore into a new PID namespace (and a new mount namespace with its
+	 * own /proc), where every process keeps its image PID, so that any
+	 * number of copies of one snapshot can run at once. PID 1 there is a
+	 * small init of the engine's: it reaps orphans and, when the restored
+	 * root ends, ends with the root's exit status (128 + signal number if
+	 * the root was killed). *ret_pid and the pid file then name that init
+	 * (in the caller's namespace): wait for it to see the copy end; SIGKILL
+	 * to it ends every process of the copy; SIGTERM, SIGINT, SIGHUP,
+	 * SIGQUIT, SIGUSR1 and SIGUSR2 sent to it are passed on to the root.
+	 */
+	SNAP_RESTORE_PIDNS = 1u << 1,
+	/* Restore into a new network namespace with only the loopback device, up. */
+	SNAP_RESTORE_NETNS = 1u << 2,
 };
 
 struct snap_restore_opts {
@@ -86,6 +100,8 @@ struct snap_restore_opts {
 	unsigned flags;		/* enum snap_restore_flags */
 	const char *pidfile;	/* root pid written here once running, or NULL */
 	const char *stats_file; /* per-stage times as JSON, or NULL */
+	/* Join this network namespace (e.g. /proc/PID/ns/net, /run/netns/NAME) instead; not with SNAP_RESTORE_NETNS. */
+	const char *netns_path;
 };
 
 /* One kernel feature the engine relies on, as reported by snap_check(). */
@@ -109,7 +125,9 @@ SNAP_API int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts);
 
 /*
  * Restores the tree; on success *ret_pid is the root, a child of the caller,
- * already running. The caller reaps it.
+ * already running. The caller reaps it. With SNAP_RESTORE_PIDNS it is the
+ * namespace's init instead, also a child of the caller, which ends when
+ * the root does.
  */
 SNAP_API int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret_pid);
 
