@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 /* For XXH3_state_t on the stack: readers hash without allocating. */
@@ -1074,6 +1075,53 @@ static int check_listed_name(struct snap_ctx *ctx, const char *name)
 	return 0;
 }
 
+/*
+ * Restoring one snapshot again and again (the serverless case) re-hashed every page file each time: about
+ * a quarter of a JVM's restore. A page file found intact is marked with this extended attribute: its
+ * digest, inode, size and modification time. Any later write changes the time, so a file whose mark still
+ * matches is the one that was checked, and is not hashed again. Marking is best effort (a read-only or
+ * xattr-less file system is simply hashed every time).
+ */
+#define CHECKED_XATTR "user.libsnap.checked"
+
+struct checked_mark {
+	uint64_t xxh3;
+	uint64_t ino;
+	uint64_t size;
+	int64_t mtime_ns;
+};
+
+static void checked_mark_of(int fd, const FileDigest *f, struct checked_mark *ret)
+{
+	struct stat st;
+
+	memset(ret, 0, sizeof(*ret));
+	if (fstat(fd, &st))
+		return;
+	ret->xxh3 = f->xxh3;
+	ret->ino = st.st_ino;
+	ret->size = (uint64_t)st.st_size;
+	ret->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
+static bool checked_before(int fd, const FileDigest *f)
+{
+	struct checked_mark want, got;
+
+	checked_mark_of(fd, f, &want);
+	return want.size == f->size && fgetxattr(fd, CHECKED_XATTR, &got, sizeof(got)) == sizeof(got) &&
+	       !memcmp(&want, &got, sizeof(got));
+}
+
+static void mark_checked(int fd, const FileDigest *f)
+{
+	struct checked_mark m;
+
+	checked_mark_of(fd, f, &m);
+	if (m.size == f->size)
+		(void)fsetxattr(fd, CHECKED_XATTR, &m, sizeof(m), 0);
+}
+
 /* Checks that listed file @f is there with the listed size and digest, framing included. */
 static int check_listed_file(struct snap_ctx *ctx, struct img_set *set, const FileDigest *f)
 {
@@ -1094,6 +1142,8 @@ static int check_listed_file(struct snap_ctx *ctx, struct img_set *set, const Fi
 				(unsigned long long)size, IMG_INVENTORY, (unsigned long long)f->size);
 		goto out;
 	}
+	if (checked_before(fd, f))
+		goto out;
 	err = img_digest_fd(ctx, fd, f->name, &size, &digest);
 	if (err < 0)
 		goto out;
@@ -1101,6 +1151,8 @@ static int check_listed_file(struct snap_ctx *ctx, struct img_set *set, const Fi
 		err = snap_fail(ctx, -EBADMSG, "image %s: changed while being checked", f->name);
 	else if (digest != f->xxh3)
 		err = snap_fail(ctx, -EBADMSG, "image %s: digest mismatch (corrupted)", f->name);
+	else
+		mark_checked(fd, f);
 out:
 	close(fd);
 	return err;
