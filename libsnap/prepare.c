@@ -137,15 +137,19 @@ static int read_ids(pid_t pid, pid_t *ppid, pid_t *sid)
 	return 0;
 }
 
+/* The processes of the command's tree, found so far; gone ones stay listed (their children are still ours). */
 struct pidset {
-	pid_t *v;
+	struct {
+		pid_t pid;
+		bool gone;
+	} * v;
 	size_t nr, cap;
 };
 
 static bool pidset_has(const struct pidset *s, pid_t pid)
 {
 	for (size_t i = 0; i < s->nr; i++)
-		if (s->v[i] == pid)
+		if (s->v[i].pid == pid)
 			return true;
 	return false;
 }
@@ -154,21 +158,23 @@ static int pidset_add(struct pidset *s, pid_t pid)
 {
 	if (s->nr == s->cap) {
 		size_t cap = s->cap ? s->cap * 2 : 32;
-		pid_t *v = realloc(s->v, cap * sizeof(*v));
+		void *v = realloc(s->v, cap * sizeof(*s->v));
 
 		if (!v)
 			return -ENOMEM;
 		s->v = v;
 		s->cap = cap;
 	}
-	s->v[s->nr++] = pid;
+	s->v[s->nr].pid = pid;
+	s->v[s->nr++].gone = false;
 	return 0;
 }
 
-/* Adds every process in session @root or descended from one in @s; returns how many were added. */
+/* Adds every process in session @root or descended from one in @s. */
 static int scan_tree(pid_t root, struct pidset *s)
 {
-	int added = 0, more;
+	pid_t self = getpid();
+	int more;
 	DIR *d;
 
 	do {
@@ -181,27 +187,27 @@ static int scan_tree(pid_t root, struct pidset *s)
 		while ((de = readdir(d))) {
 			pid_t pid = (pid_t)atoi(de->d_name), ppid, sid;
 
-			if (pid <= 0 || pidset_has(s, pid) || read_ids(pid, &ppid, &sid))
+			/* Never init or us (we are the parent of what was orphaned). */
+			if (pid <= 1 || pid == self || pidset_has(s, pid) || read_ids(pid, &ppid, &sid))
 				continue;
-			if (sid == root || pidset_has(s, ppid)) {
+			if (sid == root || (ppid > 1 && ppid != self && pidset_has(s, ppid))) {
 				if (pidset_add(s, pid)) {
 					closedir(d);
 					return -ENOMEM;
 				}
 				more = 1;
-				added++;
 			}
 		}
 		closedir(d);
 	} while (more); /* a child listed before its parent was found */
-	return added;
+	return 0;
 }
 
 /*
  * Kills and reaps the command's whole tree and session. We are a child
  * subreaper, so what its killed processes leave comes back to us to reap.
  */
-static int kill_tree(struct snap_ctx *ctx, pid_t root)
+static int kill_tree(struct snap_ctx *ctx, pid_t root, bool root_reaped)
 {
 	struct pidset s = { 0 };
 	uint64_t until = snap_now_ns() + KILL_NS;
@@ -209,20 +215,25 @@ static int kill_tree(struct snap_ctx *ctx, pid_t root)
 	int r;
 
 	r = pidset_add(&s, root);
+	if (r)
+		return snap_fail(ctx, r, "out of memory");
+	s.v[0].gone = root_reaped; /* its pid may be someone else's by now */
 	do {
 		if (!r)
-			r = scan_tree(root, &s) < 0 ? -ENOMEM : 0;
+			r = scan_tree(root, &s);
 		for (size_t i = 0; i < s.nr; i++)
-			if (s.v[i])
-				kill(s.v[i], SIGKILL);
+			if (!s.v[i].gone)
+				kill(s.v[i].pid, SIGKILL);
 		left = 0;
 		for (size_t i = 0; i < s.nr; i++) {
+			pid_t pid = s.v[i].pid;
 			int st;
 
-			if (!s.v[i])
+			if (s.v[i].gone)
 				continue;
-			if (waitpid(s.v[i], &st, WNOHANG | __WALL) == s.v[i] || (kill(s.v[i], 0) && errno == ESRCH)) {
-				s.v[i] = 0; /* reaped, or gone (reaped by someone else) */
+			/* Reaped, or gone (reaped by someone else). */
+			if (waitpid(pid, &st, WNOHANG | __WALL) == pid || (kill(pid, 0) && errno == ESRCH)) {
+				s.v[i].gone = true;
 				continue;
 			}
 			left++;
@@ -230,11 +241,11 @@ static int kill_tree(struct snap_ctx *ctx, pid_t root)
 		if (left)
 			sleep_ns(1000000);
 	} while (left && snap_now_ns() < until);
-	if (left) {
-		for (size_t i = 0; i < s.nr; i++)
-			if (s.v[i])
-				r = snap_fail(ctx, -ETIMEDOUT, "pid %d of the command's tree did not go away", s.v[i]);
-	}
+	for (size_t i = 0; left && i < s.nr; i++)
+		if (!s.v[i].gone)
+			r = snap_fail(ctx, -ETIMEDOUT, "pid %d of the command's tree did not go away", s.v[i].pid);
+	if (r && !left)
+		r = snap_fail(ctx, r, "cannot list the processes of the command's tree: %s", strerror(-r));
 	free(s.v);
 	return r;
 }
@@ -398,14 +409,14 @@ int snap_prepare(snap_ctx *ctx, const struct snap_prepare_opts *opts, pid_t *ret
 out:
 	/* Nothing of it stays unless it was dumped and is to run on; a failed dump leaves it running. */
 	if (pid > 0 && (!leave || r)) {
-		int kr = kill_tree(ctx, pid);
+		int kr = kill_tree(ctx, pid, exited);
 
 		if (!r)
 			r = kr;
-		else if (leave && dumped) {
+		else if (dumped) {
 			size_t len = strlen(ctx->error);
 
-			snprintf(ctx->error + len, sizeof(ctx->error) - len, "; prepare then killed it");
+			snprintf(ctx->error + len, sizeof(ctx->error) - len, " (then prepare killed it)");
 		}
 	}
 	if (subreaper_set)

@@ -16,6 +16,7 @@
 
 /* One attempt of a probe gives up after this long, so a hung server is asked again. */
 #define PROBE_ATTEMPT_NS (5ull * 1000 * 1000 * 1000)
+#define PROBE_LAST_NS	 (500ull * 1000 * 1000)
 #define HTTP_HEAD_MAX	 (16 * 1024)
 
 /* HOST:PORT, HOST may be [IPv6]; @what names the spec in messages. */
@@ -312,8 +313,9 @@ int probe_once(struct snap_ctx *ctx, const struct probe *p, uint64_t deadline_ns
 	uint64_t attempt = snap_now_ns() + PROBE_ATTEMPT_NS;
 	int fd, status, r;
 
+	/* Even the last attempt gets a moment, so the final message tells what the probe saw. */
 	if (attempt > deadline_ns)
-		attempt = deadline_ns;
+		attempt = deadline_ns > snap_now_ns() + PROBE_LAST_NS ? deadline_ns : snap_now_ns() + PROBE_LAST_NS;
 	switch (p->kind) {
 	case PROBE_FILE:
 		if (!access(p->path, F_OK))
