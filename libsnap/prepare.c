@@ -18,7 +18,8 @@
 /* How often readiness is probed. */
 #define PROBE_INTERVAL_NS (50ull * 1000 * 1000)
 /* How long a server may take to close its end of the connections we closed. */
-#define SETTLE_NS (10ull * 1000 * 1000 * 1000)
+#define SETTLE_NS      (10ull * 1000 * 1000 * 1000)
+#define SETTLE_POLL_NS (5ull * 1000 * 1000)
 /* How long killing the tree may take before we give up on a process. */
 #define KILL_NS (10ull * 1000 * 1000 * 1000)
 
@@ -335,11 +336,33 @@ static const char *const tcp_state_names[] = {
 static int settle(struct snap_ctx *ctx, pid_t pid, const struct probe_conns *conns, unsigned dump_flags)
 {
 	uint64_t until = snap_now_ns() + SETTLE_NS;
+	struct pidset tree = { 0 };
+	pid_t *pids = NULL;
 	unsigned state = 0;
 	int r;
 
-	while ((r = probe_conns_held(ctx, pid, conns, &state)) > 0 && snap_now_ns() < until)
-		sleep_ns(5 * 1000000ull);
+	do {
+		size_t nr = 0;
+
+		/* The tree may change meanwhile (a worker forked per connection). */
+		tree.nr = 0;
+		r = pidset_add(&tree, pid);
+		if (!r)
+			r = scan_tree(pid, &tree);
+		free(pids);
+		pids = r ? NULL : calloc(tree.nr, sizeof(*pids));
+		if (!pids) {
+			r = snap_fail(ctx, r ? r : -ENOMEM, "cannot list the command's processes");
+			break;
+		}
+		for (size_t i = 0; i < tree.nr; i++)
+			pids[nr++] = tree.v[i].pid;
+		r = probe_conns_held(ctx, pids, nr, conns, &state);
+		if (r > 0)
+			sleep_ns(SETTLE_POLL_NS);
+	} while (r > 0 && snap_now_ns() < until);
+	free(pids);
+	free(tree.v);
 	if (r <= 0)
 		return r;
 	if (dump_flags & SNAP_DUMP_TCP_CLOSE) {
@@ -348,8 +371,8 @@ static int settle(struct snap_ctx *ctx, pid_t pid, const struct probe_conns *con
 		return 0;
 	}
 	return snap_fail(ctx, -EBUSY,
-			 "pid %d still holds its end of a connection the probes or warm-up made (state %s) after %llu "
-			 "s; a server that keeps idle connections open can be dumped with --tcp-close",
+			 "the command (pid %d) still holds its end of a connection the probes or warm-up made (state "
+			 "%s) after %llu s; a server that keeps idle connections open can be dumped with --tcp-close",
 			 pid, state < 13 ? tcp_state_names[state] : "?", SETTLE_NS / 1000000000ull);
 }
 

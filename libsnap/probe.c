@@ -1,8 +1,10 @@
 /* Readiness probes (tcp:, http://, file:) and the minimal HTTP/1.0 client of snap_prepare. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "probe.h"
@@ -337,8 +340,50 @@ int probe_once(struct snap_ctx *ctx, const struct probe *p, uint64_t deadline_ns
 	return snap_fail(ctx, -EINVAL, "unknown probe kind");
 }
 
-/* Scans one of /proc/PID/net/tcp{,6}. */
-static int scan_tcp(const char *path, const struct probe_conns *conns, unsigned *state)
+/* Inodes of the sockets /proc/PID/net/tcp{,6} list, so that those it does not list can be told. */
+struct inode_set {
+	unsigned long *v;
+	size_t nr, cap;
+};
+
+static int inode_add(struct inode_set *s, unsigned long ino)
+{
+	if (s->nr == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 256;
+		unsigned long *v = realloc(s->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		s->v = v;
+		s->cap = cap;
+	}
+	s->v[s->nr++] = ino;
+	return 0;
+}
+
+static bool inode_has(const struct inode_set *s, unsigned long ino)
+{
+	for (size_t i = 0; i < s->nr; i++)
+		if (s->v[i] == ino)
+			return true;
+	return false;
+}
+
+static bool is_server_port(const struct probe_conns *conns, unsigned port)
+{
+	for (size_t i = 0; i < conns->nr; i++)
+		if (conns->v[i].server_port == port)
+			return true;
+	return false;
+}
+
+/*
+ * Scans one of /proc/PID/net/tcp{,6} for the server end of one of our
+ * connections that is still someone's: held by an fd (it has an inode),
+ * or not accepted yet (the server will get an fd for it; /proc shows
+ * those waiting for their handshake as SYN_RECV too).
+ */
+static int scan_tcp(const char *path, const struct probe_conns *conns, struct inode_set *listed, unsigned *state)
 {
 	char line[512];
 	FILE *f = fopen(path, "re");
@@ -351,9 +396,14 @@ static int scan_tcp(const char *path, const struct probe_conns *conns, unsigned 
 		unsigned long inode;
 
 		if (sscanf(line, " %*u: %*[0-9A-Fa-f]:%x %*[0-9A-Fa-f]:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport,
-			   &rport, &st, &inode) != 4 ||
-		    !inode)
-			continue; /* the header, or a socket no process holds (TIME_WAIT, orphans) */
+			   &rport, &st, &inode) != 4)
+			continue; /* the header */
+		if (inode && inode_add(listed, inode)) {
+			fclose(f);
+			return -ENOMEM;
+		}
+		if (!inode && st != TCP_ESTABLISHED && st != TCP_CLOSE_WAIT && st != TCP_SYN_RECV)
+			continue; /* closed by the server, now the kernel's alone (TIME_WAIT, FIN_WAIT2...) */
 		for (size_t i = 0; i < conns->nr; i++) {
 			if (conns->v[i].server_port == lport && conns->v[i].client_port == rport) {
 				*state = st;
@@ -366,20 +416,84 @@ static int scan_tcp(const char *path, const struct probe_conns *conns, unsigned 
 	return found;
 }
 
-int probe_conns_held(struct snap_ctx *ctx, pid_t pid, const struct probe_conns *conns, unsigned *state)
+/*
+ * A connection that ended while its socket stays open is unhashed (state
+ * CLOSE): /proc/net/tcp does not list it, yet the fd is there and is
+ * bound to the server's port, which a restore would have to bind again.
+ * Servers that close lazily (shut down, wait for the client's end, close)
+ * have such sockets for a while. Looks at each socket of @pid that is
+ * not listed through a copy of its fd.
+ */
+static int scan_unlisted(pid_t pid, const struct probe_conns *conns, const struct inode_set *listed, unsigned *state)
+{
+	char path[64], link[64];
+	struct dirent *de;
+	int pidfd, found = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return 0; /* gone: it holds nothing */
+	pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	while (pidfd >= 0 && !found && (de = readdir(d))) {
+		struct sockaddr_storage ss;
+		struct tcp_info ti;
+		socklen_t len = sizeof(ss), tlen = sizeof(ti);
+		unsigned long ino;
+		int fd, proto = 0, port = 0;
+		socklen_t plen = sizeof(proto);
+		ssize_t n;
+
+		if (de->d_name[0] == '.')
+			continue;
+		n = readlinkat(dirfd(d), de->d_name, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (sscanf(link, "socket:[%lu]", &ino) != 1 || inode_has(listed, ino))
+			continue;
+		fd = (int)syscall(SYS_pidfd_getfd, pidfd, atoi(de->d_name), 0);
+		if (fd < 0)
+			continue;
+		if (!getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &plen) && proto == IPPROTO_TCP &&
+		    !getsockname(fd, (struct sockaddr *)&ss, &len)) {
+			if (ss.ss_family == AF_INET)
+				port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			else if (ss.ss_family == AF_INET6)
+				port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+			if (port && is_server_port(conns, (unsigned)port) &&
+			    !getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &tlen) && ti.tcpi_state == TCP_CLOSE) {
+				*state = TCP_CLOSE;
+				found = 1;
+			}
+		}
+		close(fd);
+	}
+	if (pidfd >= 0)
+		close(pidfd);
+	closedir(d);
+	return found;
+}
+
+int probe_conns_held(struct snap_ctx *ctx, const pid_t *pids, size_t nr_pids, const struct probe_conns *conns,
+		     unsigned *state)
 {
 	static const char *const files[] = { "tcp", "tcp6" };
+	struct inode_set listed = { 0 };
 	char path[64];
+	int r = 0;
 
-	for (int i = 0; i < 2; i++) {
-		int r;
-
-		snprintf(path, sizeof(path), "/proc/%d/net/%s", (int)pid, files[i]);
-		r = scan_tcp(path, conns, state);
+	if (!nr_pids || !conns->nr)
+		return 0;
+	for (int i = 0; !r && i < 2; i++) {
+		snprintf(path, sizeof(path), "/proc/%d/net/%s", (int)pids[0], files[i]);
+		r = scan_tcp(path, conns, &listed, state);
 		if (r < 0)
-			return snap_fail(ctx, r, "pid %d: cannot read %s: %s", pid, path, strerror(-r));
-		if (r)
-			return 1;
+			r = snap_fail(ctx, r, "pid %d: cannot read %s: %s", pids[0], path, strerror(-r));
 	}
-	return 0;
+	for (size_t i = 0; !r && i < nr_pids; i++)
+		r = scan_unlisted(pids[i], conns, &listed, state);
+	free(listed.v);
+	return r;
 }

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "ctx.h"
 
@@ -47,11 +48,12 @@ int probe_http_get(struct snap_ctx *ctx, const struct probe *p, uint64_t deadlin
 		   int *ret_status, char *why, size_t why_len);
 
 /*
- * Whether a process of the network namespace of @pid still holds a
- * socket of one of @conns (the server's end, not yet closed by it): 1
- * with its TCP state in @state, 0 if none, <0 on error.
+ * Whether the server end of one of @conns is still held by one of @pids
+ * (the command's processes; [0] gives the network namespace) or waits to
+ * be accepted: 1 with its TCP state in @state, 0 if none, <0 on error.
  */
-int probe_conns_held(struct snap_ctx *ctx, pid_t pid, const struct probe_conns *conns, unsigned *state);
+int probe_conns_held(struct snap_ctx *ctx, const pid_t *pids, size_t nr_pids, const struct probe_conns *conns,
+		     unsigned *state);
 
 void probe_conns_free(struct probe_conns *conns);
 

@@ -30,11 +30,14 @@
  * TOKEN is the clock at start-up (another instance has another one),
  * state says whether the table still holds its data (checked at every
  * request), N counts the requests answered, this one included. GET /exit
- * answers and then exits 0; other paths get 404 (not counted).
+ * answers and then exits 0; other paths get 404 (not counted). It closes
+ * a connection only after the client closed its end, and then 50 ms
+ * later, so whoever dumps it must wait until it has let go of them.
  */
 
 #define TABLE_SIZE (16u << 20)
 #define TABLE_SEED 0x77686c74u
+#define LINGER_MS  50
 
 static uint8_t *table;
 static unsigned long long token;
@@ -79,6 +82,23 @@ static char *read_request(int fd, char *req, size_t size)
 	return req + 4;
 }
 
+/*
+ * As servers with a lingering close do: end our side, wait until the
+ * client has closed its end, and close the socket only a moment later.
+ * Until then the connection is ours, in a state a dump cannot take.
+ */
+static void linger_close(int fd)
+{
+	struct timespec ts = { 0, LINGER_MS * 1000000l };
+	char buf[256];
+
+	shutdown(fd, SHUT_WR);
+	while (read(fd, buf, sizeof(buf)) > 0)
+		;
+	nanosleep(&ts, NULL);
+	close(fd);
+}
+
 static void serve(int fd)
 {
 	char req[4096] = "", body[256], *path = read_request(fd, req, sizeof(req));
@@ -98,7 +118,7 @@ static void serve(int fd)
 		 ok ? "ok" : "LOST", ++count);
 	reply(fd, 200, "OK", body);
 	if (!strcmp(path, "/exit")) {
-		close(fd);
+		linger_close(fd);
 		exit(0);
 	}
 }
@@ -164,6 +184,6 @@ int main(int argc, char **argv)
 			return 1;
 		}
 		serve(fd);
-		close(fd);
+		linger_close(fd);
 	}
 }
