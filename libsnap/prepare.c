@@ -50,17 +50,23 @@ __attribute__((noreturn)) static void exec_child(const struct snap_prepare_opts 
 	sigset_t none;
 	int null_fd, e;
 
+	/* A caller without stdin, stdout or stderr gave us fds among 0-2: move them out of the way. */
+	if (err_fd < 3)
+		err_fd = fcntl(err_fd, F_DUPFD_CLOEXEC, 3);
+	if (out_fd < 3)
+		out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
+	if (err_fd < 0)
+		_exit(127);
 	/* Its own session: it has no terminal, and its whole session can be found and killed. */
-	if (setsid() < 0)
+	if (out_fd < 0 || setsid() < 0)
 		goto fail;
 	null_fd = open("/dev/null", O_RDONLY);
 	if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)
 		goto fail;
 	/* Nothing of the caller's leaks into what gets dumped, except the report pipe (close-on-exec). */
-	for (int fd = 3; fd < 1024; fd++)
-		if (fd != err_fd)
-			close(fd);
-	close_range(1024, ~0u, 0);
+	if (err_fd > 3)
+		close_range(3, (unsigned)err_fd - 1, 0);
+	close_range((unsigned)err_fd + 1, ~0u, 0);
 	for (int sig = 1; sig < NSIG; sig++)
 		sigaction(sig, &dfl, NULL);
 	sigemptyset(&none);
