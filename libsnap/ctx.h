@@ -3,6 +3,8 @@
 #define SNAP_CTX_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -14,7 +16,16 @@ struct snap_ctx {
 	void *log_opaque;
 	enum snap_log_level log_level;
 	struct snap_stats stats;
+	/* Progress reporting of the running operation (progress.c). */
+	snap_progress_fn progress_fn;
+	void *progress_opaque;
+	uint64_t progress_last_ns, progress_done, progress_total;
+	/* Restore: bytes filled so far by the new processes, in memory they share with the engine. */
+	_Atomic uint64_t *fill_counter;
 };
+
+/* Whether the caller's options struct (which starts with its size) is big enough to hold @field. */
+#define OPTS_HAS(opts, field) ((opts)->size >= offsetof(__typeof__(*(opts)), field) + sizeof((opts)->field))
 
 /*
  * Records @fmt as the context's error (the first one of an operation wins

@@ -14,6 +14,7 @@
 #include "app-engine.h"
 #include "attrs.h"
 #include "files.h"
+#include "hooks.h"
 #include "image.h"
 #include "mem.h"
 #include "task.h"
@@ -338,6 +339,15 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	if (!opts->images_dir)
 		return snap_fail(ctx, -EINVAL, "snap_dump: no images directory given");
 	leave_running = opts->flags & SNAP_DUMP_LEAVE_RUNNING;
+	ctx->progress_fn = OPTS_HAS(opts, progress_opaque) ? opts->progress : NULL;
+	ctx->progress_opaque = OPTS_HAS(opts, progress_opaque) ? opts->progress_opaque : NULL;
+	/* Before anything touches the tree: a failure leaves it running untouched. */
+	if (OPTS_HAS(opts, nr_hooks)) {
+		r = hooks_run(ctx, opts->hooks, opts->nr_hooks, SNAP_HOOK_PRE_DUMP, opts->pid, opts->images_dir,
+			      "; nothing was dumped, the process runs on untouched");
+		if (r)
+			return r;
+	}
 
 	t0 = stage_begin();
 	/* Registered processes run their before-checkpoint callbacks while they still run (app-engine.c). */
@@ -389,7 +399,15 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 	shmem = calloc(1, sizeof(*shmem));
 	if (!r && !shmem)
 		r = snap_fail(ctx, -ENOMEM, "out of memory");
+	if (ctx->progress_fn) {
+		uint64_t total = 0;
+
+		for_each_live_task(&tree, t) total += progress_resident(t->pid);
+		progress_begin(ctx, SNAP_STAGE_DRAIN, total);
+	}
 	for_each_live_task(&tree, t) if (!r) r = write_task(ctx, &tree, t, dir, shmem);
+	if (!r && ctx->progress_fn)
+		progress_end(ctx, SNAP_STAGE_DRAIN);
 	if (!r) {
 		t0 = stage_begin();
 		/* The open files of the whole tree, which the processes' fd tables refer to. */
@@ -435,5 +453,9 @@ out:
 	free(shmem);
 	if (!r && opts->stats_file)
 		r = snap_stats_write_json(ctx, opts->stats_file);
+	if (!r && OPTS_HAS(opts, nr_hooks))
+		r = hooks_run(ctx, opts->hooks, opts->nr_hooks, SNAP_HOOK_POST_DUMP, opts->pid, opts->images_dir,
+			      leave_running ? "; the dump is complete and the process runs on"
+					    : "; the dump is complete and the process was killed");
 	return r;
 }

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "files.h"
+#include "hooks.h"
 #include "mem.h"
 
 #define PM_PFN_MASK  ((1ull << 55) - 1)
@@ -257,6 +258,7 @@ static int drain_flush(struct drain *d)
 	stage_end(ctx, SNAP_STAGE_WRITE, t0);
 	d->nr_pages += d->used / page_size();
 	ctx->stats.pages_bytes += d->used;
+	progress_add(ctx, SNAP_STAGE_DRAIN, d->used);
 	d->used = 0;
 	d->nr_runs = 0;
 	return 0;
@@ -466,6 +468,7 @@ static int drain_shmem(struct drain *d, const struct proc_vma *v, uint64_t *ret_
 			}
 			stage_end(d->ctx, SNAP_STAGE_WRITE, t0);
 			d->ctx->stats.pages_bytes += n;
+			progress_add(d->ctx, SNAP_STAGE_DRAIN, n);
 			data += (off_t)n;
 		}
 		at = hole;
@@ -992,6 +995,8 @@ struct fill_job {
 	uint64_t bytes;	    /* filled */
 	int err;	    /* -errno of a failed read, -EIO for a short file */
 	uint64_t err_off;
+	/* The tree's count of bytes filled, for progress reports, or NULL. */
+	_Atomic uint64_t *progress;
 };
 
 /* Fills runs [first, last) with one preadv per stretch that is contiguous in the page file. */
@@ -1031,6 +1036,8 @@ static void *fill_range(void *arg)
 				return NULL;
 			}
 			j->bytes += (uint64_t)got;
+			if (j->progress)
+				atomic_fetch_add_explicit(j->progress, (uint64_t)got, memory_order_relaxed);
 			want -= (uint64_t)got;
 			file_off += (uint64_t)got;
 			/* Short read: drop what was filled and go on with the rest. */
@@ -1075,6 +1082,7 @@ int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *p
 	share = total / nr + 1;
 	for (size_t k = 0, i = 0; k < nr; k++) {
 		jobs[k] = (struct fill_job){ .mi = mi, .premap_of = premap_of, .pages_fd = pages_fd, .first = i };
+		jobs[k].progress = ctx->fill_counter;
 		while (i < mi->nr_pages && (k == nr - 1 || acc < share * (k + 1)))
 			acc += (uint64_t)mi->pages[i++]->nr_pages * page_size();
 		jobs[k].last = i;

@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <linux/sched.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@
 #include <unistd.h>
 
 #include "attrs.h"
+#include "hooks.h"
 #include "namespaces.h"
 #include "restore.h"
 
@@ -504,6 +506,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		return snap_fail(ctx, -EINVAL, "snap_restore: options struct too small");
 	if (!opts->images_dir)
 		return snap_fail(ctx, -EINVAL, "snap_restore: no images directory given");
+	ctx->progress_fn = OPTS_HAS(opts, progress_opaque) ? opts->progress : NULL;
+	ctx->progress_opaque = OPTS_HAS(opts, progress_opaque) ? opts->progress_opaque : NULL;
 
 	t0 = stage_begin();
 	r = ns_plan_new(ctx, opts, &ns);
@@ -519,6 +523,13 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		goto out;
 	for (size_t i = 0; i < tree.nr; i++)
 		live += !is_zombie(tree.entries[i]);
+	/* Everything is read and checked, nothing is created yet. */
+	if (OPTS_HAS(opts, nr_hooks)) {
+		r = hooks_run(ctx, opts->hooks, opts->nr_hooks, SNAP_HOOK_PRE_RESTORE, tree.entries[0]->pid,
+			      opts->images_dir, "; nothing was restored");
+		if (r)
+			goto out;
+	}
 
 	t0 = stage_begin();
 	r = make_shmem(ctx, set, &tree);
@@ -536,6 +547,18 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		goto out;
 	}
 	ctl->participants = (uint32_t)(tree.nr + tree.nr_standins);
+	if (ctx->progress_fn) {
+		uint64_t total = 0;
+
+		for (size_t i = 0; i < tree.nr; i++)
+			for (size_t k = 0; !is_zombie(tree.entries[i]) && k < tree.tasks[i].mem.nr_pages; k++)
+				if (mem_run_has_data(tree.tasks[i].mem.pages[k]))
+					total += (uint64_t)tree.tasks[i].mem.pages[k]->nr_pages *
+						 (uint64_t)sysconf(_SC_PAGESIZE);
+		/* The new processes count what they fill here; we report it while waiting for them. */
+		ctx->fill_counter = &ctl->fill_bytes;
+		progress_begin(ctx, SNAP_STAGE_FILL, total);
+	}
 	/* Records of several processes must not run into each other: a datagram each. */
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, status_pipe) ||
 	    setsockopt(status_pipe[0], SOL_SOCKET, SO_PASSCRED, &one, sizeof(one))) {
@@ -605,6 +628,12 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		ssize_t idx;
 		pid_t sender;
 
+		if (ctx->progress_fn) {
+			struct pollfd pfd = { .fd = status_pipe[0], .events = POLLIN };
+
+			for (int n; (n = poll(&pfd, 1, 100)) == 0 || (n < 0 && errno == EINTR);)
+				progress_set(ctx, SNAP_STAGE_FILL, atomic_load(&ctl->fill_bytes), false);
+		}
 		r = restore_read_status(ctx, status_pipe[0], &cs, &sender);
 		if (r == 0) {
 			r = snap_fail(ctx, -ECHILD, "pid %d: the new processes ended before their restorers started",
@@ -637,6 +666,10 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 	}
 	if (r)
 		goto out;
+	if (ctx->progress_fn) {
+		progress_set(ctx, SNAP_STAGE_FILL, atomic_load(&ctl->fill_bytes), true);
+		progress_end(ctx, SNAP_STAGE_FILL);
+	}
 
 	t0 = stage_begin();
 	for (size_t i = 0; !r && i < tree.nr; i++)
@@ -649,9 +682,13 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		root = ns_init_pid(ns);
 	if (!r && opts->pidfile)
 		r = write_pidfile(ctx, opts->pidfile, root);
+	if (!r && OPTS_HAS(opts, nr_hooks))
+		r = hooks_run(ctx, opts->hooks, opts->nr_hooks, SNAP_HOOK_POST_RESTORE, root, opts->images_dir,
+			      "; the restored process was killed");
 	if (!r)
 		ns_release(ns);
 out:
+	ctx->fill_counter = NULL;
 	if (r && root > 0 && ns_pidns(ns))
 		ns_kill(ns, host_pid, tree.nr);
 	else if (r && root > 0)

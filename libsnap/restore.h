@@ -67,6 +67,8 @@ enum restore_barrier {
 struct restore_ctl {
 	_Atomic uint32_t barrier[BARRIER__COUNT];
 	uint32_t participants;
+	/* Memory filled so far by all processes, for progress reports. */
+	_Atomic uint64_t fill_bytes;
 	_Atomic uint32_t go[]; /* per task index */
 };
 

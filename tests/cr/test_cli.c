@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 
 #include "crtest.h"
+#include "crtest_http.h"
 #include "crtest_util.h"
 
 H_SUITE(cli);
@@ -158,6 +159,98 @@ Test(cli, check)
 	H_OK(h_tmpdir(work, "cli"));
 	status = snapcr(work, "check", args, &out, &err);
 	expect_exit0(status, "check", err);
+	free(out);
+	free(err);
+}
+
+/* snapcr prepare of wl-http with warm-up and hooks, then snapcr restore -d with a hook: the snapshot answers. */
+Test(cli, prepare_warmup_hooks_restore)
+{
+	char work[PATH_MAX], imgdir[PATH_MAX], wl[PATH_MAX], port[16], url[64], log[PATH_MAX + 8];
+	char pre[PATH_MAX + 64], post[PATH_MAX + 64], pidfile[PATH_MAX + 16], stats[PATH_MAX + 16], want[64], body[512];
+	char *out, *err, *txt;
+	const char *prepare[] = { "prepare", "-D",    imgdir, "--ready", url,	"--warmup", url, "--warmup-count",
+				  "2",	     "--log", log,    "--stats", stats, "--hook",   pre, "--",
+				  wl,	     port,    "150",  NULL };
+	const char *restore[] = { "restore", "-D", imgdir, "-d", "--pidfile", pidfile, "--hook", post, NULL };
+	int status, p = 10000 + (int)(getpid() % 1000) * 20 + 19;
+	pid_t pid;
+
+	H_OK(h_tmpdir(work, "cli"));
+	H_OK(h_tmpdir(imgdir, "img"));
+	h_workload_path("wl-http", wl);
+	snprintf(port, sizeof(port), "%d", p);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/", p);
+	snprintf(log, sizeof(log), "%s/log", work);
+	snprintf(stats, sizeof(stats), "%s/dump.json", work);
+	snprintf(pidfile, sizeof(pidfile), "%s/pid", work);
+	snprintf(pre, sizeof(pre), "pre-dump=echo $SNAP_STAGE $SNAP_PID > %s/pre", work);
+	snprintf(post, sizeof(post), "post-restore=echo $SNAP_STAGE $SNAP_PID > %s/post", work);
+
+	status = snapcr(work, "prepare", prepare, &out, &err);
+	expect_exit0(status, "prepare", err);
+	pid = (pid_t)atoi(out);
+	cr_assert(pid > 0, "snapcr prepare printed no pid:\n%s", out);
+	free(out);
+	free(err);
+	cr_expect(kill(pid, 0) && errno == ESRCH, "pid %d still runs after snapcr prepare", (int)pid);
+	snprintf(want, sizeof(want), "pre-dump %d\n", (int)pid);
+	snprintf(pre, sizeof(pre), "%s/pre", work);
+	txt = h_read_file(pre, NULL);
+	cr_expect(txt && !strcmp(txt, want), "the pre-dump hook wrote '%s', expected '%s'", txt ? txt : "(nothing)",
+		  want);
+	free(txt);
+	expect_stages(stats, (const char *const[]){ "freeze", "drain", "write", NULL });
+
+	status = snapcr(work, "restore", restore, &out, &err);
+	expect_exit0(status, "restore -d", err);
+	free(out);
+	free(err);
+	snprintf(want, sizeof(want), "post-restore %d\n", (int)pid);
+	snprintf(post, sizeof(post), "%s/post", work);
+	txt = h_read_file(post, NULL);
+	cr_expect(txt && !strcmp(txt, want), "the post-restore hook wrote '%s', expected '%s'", txt ? txt : "(nothing)",
+		  want);
+	free(txt);
+	/* The probe's request and two warm-ups were answered before the dump; this is the fourth. */
+	status = http_get(p, "/exit", body, sizeof(body));
+	cr_assert(status == 200, "the restored wl-http did not answer: %d", status);
+	cr_expect(strstr(body, "state=ok count=4\n"), "the restored wl-http answered: %s", body);
+	H_OK(h_wait_pid(pid, 10 * 1000, &status));
+}
+
+Test(cli, prepare_command_exits)
+{
+	char work[PATH_MAX], imgdir[PATH_MAX], *out, *err;
+	const char *args[] = { "prepare", "-D",	     imgdir, "--ready", "tcp:127.0.0.1:1",
+			       "--",	  "/bin/sh", "-c",   "exit 3",	NULL };
+	int status;
+
+	H_OK(h_tmpdir(work, "cli"));
+	H_OK(h_tmpdir(imgdir, "img"));
+	status = snapcr(work, "prepare", args, &out, &err);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 1, "snapcr prepare of a failing command: status %d",
+		  status);
+	cr_expect(strstr(err, "exited with status 3 before it was ready"), "stderr:\n%s", err);
+	free(out);
+	free(err);
+}
+
+Test(cli, hook_usage_errors)
+{
+	char work[PATH_MAX], *out, *err;
+	const char *wrong_stage[] = { "dump", "-t", "1", "-D", "/nonexistent", "--hook", "pre-restore=true", NULL };
+	const char *no_command[] = { "restore", "-D", "/nonexistent", "--hook", "post-restore", NULL };
+	int status;
+
+	H_OK(h_tmpdir(work, "cli"));
+	status = snapcr(work, "dump", wrong_stage, &out, &err);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 2, "a pre-restore hook on dump: status %d", status);
+	cr_expect(strstr(err, "pre-restore"), "stderr:\n%s", err);
+	free(out);
+	free(err);
+	status = snapcr(work, "restore", no_command, &out, &err);
+	cr_expect(WIFEXITED(status) && WEXITSTATUS(status) == 2, "--hook without a command: status %d", status);
 	free(out);
 	free(err);
 }

@@ -62,12 +62,48 @@ enum snap_dump_flags {
 	SNAP_DUMP_TCP_CLOSE = 1u << 2,
 };
 
+/*
+ * Progress of the long stages (the memory of a dump: SNAP_STAGE_DRAIN,
+ * which includes its writing; of a restore: SNAP_STAGE_FILL), in bytes.
+ * Called from the calling thread at most about ten times a second, and
+ * once more with @done == @total when the stage ends. @total is exact for
+ * a restore and an estimate (resident memory) for a dump; it grows if
+ * @done passes it.
+ */
+typedef void (*snap_progress_fn)(void *opaque, enum snap_stage stage, uint64_t done, uint64_t total);
+
+/* Where a hook runs; the names (snap_hook_stage_name) are those of snapcr --hook. */
+enum snap_hook_stage {
+	SNAP_HOOK_PRE_DUMP,	/* before the tree is seized: failing aborts, the tree runs on untouched */
+	SNAP_HOOK_POST_DUMP,	/* after a complete dump, the tree killed or (leave running) running */
+	SNAP_HOOK_PRE_RESTORE,	/* images read and checked, nothing created yet: failing aborts */
+	SNAP_HOOK_POST_RESTORE, /* the tree runs: failing kills it and fails the restore */
+	SNAP_HOOK__COUNT
+};
+
+/*
+ * A command run with /bin/sh -c at its stage, with SNAP_STAGE (its name),
+ * SNAP_PID (root of the tree) and SNAP_IMAGES_DIR in its environment and
+ * the caller's stdin, stdout and stderr. The operation waits for it; any
+ * exit status but 0 is a failure.
+ */
+struct snap_hook {
+	enum snap_hook_stage stage;
+	const char *command;
+};
+
 struct snap_dump_opts {
 	size_t size;		/* sizeof(struct snap_dump_opts) */
 	pid_t pid;		/* root of the tree to dump */
 	const char *images_dir; /* created 0700 if missing; must be empty of images */
 	unsigned flags;		/* enum snap_dump_flags */
 	const char *stats_file; /* per-stage times as JSON, or NULL */
+	/* Pre-dump and post-dump hooks run; others are ignored. */
+	const struct snap_hook *hooks;
+	size_t nr_hooks;
+	/* Progress reports, or NULL. */
+	snap_progress_fn progress;
+	void *progress_opaque;
 };
 
 enum snap_restore_flags {
@@ -102,6 +138,39 @@ struct snap_restore_opts {
 	const char *stats_file; /* per-stage times as JSON, or NULL */
 	/* Join this network namespace (e.g. /proc/PID/ns/net, /run/netns/NAME) instead; not with SNAP_RESTORE_NETNS. */
 	const char *netns_path;
+	/* Pre-restore and post-restore hooks run; others are ignored. */
+	const struct snap_hook *hooks;
+	size_t nr_hooks;
+	/* Progress reports, or NULL. */
+	snap_progress_fn progress;
+	void *progress_opaque;
+};
+
+/*
+ * snap_prepare: start a command, wait until it is ready, warm it up, dump it.
+ *
+ * The command runs in a new session, as the caller's child, with stdin
+ * from /dev/null and stdout and stderr appended to @log_file (opened
+ * O_APPEND, so the restored process appends too) or to /dev/null: a
+ * terminal or a pipe to the caller could not be restored.
+ *
+ * @ready says when it is ready: "tcp:HOST:PORT" (a connection is
+ * accepted), "http://HOST[:PORT][/PATH]" (a GET answers 2xx) or
+ * "file:PATH" (the file exists). Then @warmup_count GET requests go to
+ * @warmup_url (each must answer 2xx). Every connection prepare opened is
+ * closed and, before the dump, the server must have closed its side of
+ * each too (or, with SNAP_DUMP_TCP_CLOSE, the engine drops what it still
+ * holds).
+ */
+struct snap_prepare_opts {
+	size_t size;			   /* sizeof(struct snap_prepare_opts) */
+	const char *const *argv;	   /* the command, NULL-terminated; argv[0] is looked up in PATH */
+	const char *ready;		   /* the readiness probe, see above */
+	const char *warmup_url;		   /* or NULL */
+	unsigned warmup_count;		   /* requests to warmup_url; 0 means 1 */
+	unsigned timeout_ms;		   /* to become ready, and for each warm-up request; 0 means 300 s */
+	const char *log_file;		   /* the command's stdout and stderr, or NULL for /dev/null */
+	const struct snap_dump_opts *dump; /* images_dir, flags, hooks...; its pid is ignored */
 };
 
 /* One kernel feature the engine relies on, as reported by snap_check(). */
@@ -130,6 +199,22 @@ SNAP_API int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts);
  * the root does.
  */
 SNAP_API int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret_pid);
+
+/*
+ * Starts @opts->argv, waits until it is ready, warms it up and dumps it.
+ * On success *ret_pid is the pid it had (and has in the images); with
+ * SNAP_DUMP_LEAVE_RUNNING it still runs, the caller's child to reap.
+ * Otherwise, and on any failure, nothing of it is left: its whole tree
+ * and session are killed and reaped. A command that exits or is not ready
+ * in time fails with its exit status or signal, or the last probe's answer.
+ * While it runs, the caller is a child subreaper (as during snap_restore).
+ */
+SNAP_API int snap_prepare(snap_ctx *ctx, const struct snap_prepare_opts *opts, pid_t *ret_pid);
+
+/* "pre-dump", "post-dump", "pre-restore", "post-restore"; NULL for others. */
+SNAP_API const char *snap_hook_stage_name(enum snap_hook_stage stage);
+/* The stage named @name; -EINVAL if none is. */
+SNAP_API int snap_hook_stage_parse(const char *name, enum snap_hook_stage *ret_stage);
 
 /* Timings of the last dump or restore of @ctx. */
 SNAP_API int snap_get_stats(const snap_ctx *ctx, struct snap_stats *ret_stats);
