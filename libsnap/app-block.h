@@ -2,7 +2,11 @@
 #ifndef SNAP_APP_BLOCK_H
 #define SNAP_APP_BLOCK_H
 
+#include <limits.h>
+#include <linux/futex.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* The memfd's name, which is how the engine finds the block in /proc/PID/maps. */
 #define APP_BLOCK_NAME	     "libsnap-app"
@@ -61,5 +65,22 @@ struct app_block {
 	int32_t self_err;
 	char self_msg[1024];
 };
+
+/* The words of the block are shared by the process and the engine: every access is atomic. */
+static inline uint32_t app_load(uint32_t *w)
+{
+	return __atomic_load_n(w, __ATOMIC_ACQUIRE);
+}
+
+static inline void app_store(uint32_t *w, uint32_t v)
+{
+	__atomic_store_n(w, v, __ATOMIC_RELEASE);
+}
+
+/* Shared (not FUTEX_PRIVATE) on purpose: the engine wakes the process through its own mapping of the block. */
+static inline void app_futex_wake(uint32_t *w)
+{
+	syscall(SYS_futex, w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+}
 
 #endif

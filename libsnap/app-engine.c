@@ -37,25 +37,10 @@ struct app_engine {
 	size_t nr;
 };
 
-static uint32_t load(uint32_t *w)
-{
-	return __atomic_load_n(w, __ATOMIC_ACQUIRE);
-}
-
-static void store(uint32_t *w, uint32_t v)
-{
-	__atomic_store_n(w, v, __ATOMIC_RELEASE);
-}
-
-static void futex_wake(uint32_t *w)
-{
-	syscall(SYS_futex, w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
 /* Waits until *@w != @val or @deadline_ns passes; 0 or -ETIMEDOUT. */
 static int wait_change(uint32_t *w, uint32_t val, uint64_t deadline_ns)
 {
-	while (load(w) == val) {
+	while (app_load(w) == val) {
 		uint64_t now = snap_now_ns();
 		struct timespec rel;
 
@@ -70,7 +55,7 @@ static int wait_change(uint32_t *w, uint32_t val, uint64_t deadline_ns)
 
 static uint64_t limit_ns(struct app_block *b)
 {
-	uint32_t ms = load(&b->time_limit_ms);
+	uint32_t ms = app_load(&b->time_limit_ms);
 
 	return (uint64_t)(ms ? ms : APP_DEFAULT_LIMIT_MS) * 1000000ull;
 }
@@ -207,7 +192,7 @@ static int run_before(struct snap_ctx *ctx, struct app_engine *ae)
 
 	for (size_t i = 0; !r && i < ae->nr; i++) {
 		struct app_proc *p = &ae->procs[i];
-		uint32_t st = load(&p->b->state);
+		uint32_t st = app_load(&p->b->state);
 
 		if (st != APP_STATE_IDLE)
 			return snap_fail(ctx, -EBUSY,
@@ -217,10 +202,10 @@ static int run_before(struct snap_ctx *ctx, struct app_engine *ae)
 		if (r)
 			break;
 		p->requested = true;
-		store(&p->b->gate, APP_GATE_CLOSED);
-		store(&p->b->state, APP_STATE_BEFORE);
+		app_store(&p->b->gate, APP_GATE_CLOSED);
+		app_store(&p->b->state, APP_STATE_BEFORE);
 		__atomic_add_fetch(&p->b->request, 1, __ATOMIC_RELEASE);
-		futex_wake(&p->b->request);
+		app_futex_wake(&p->b->request);
 	}
 	for (size_t i = 0; !r && i < ae->nr; i++) {
 		struct app_proc *p = &ae->procs[i];
@@ -228,7 +213,7 @@ static int run_before(struct snap_ctx *ctx, struct app_engine *ae)
 		uint32_t st;
 
 		r = wait_change(&p->b->state, APP_STATE_BEFORE, t0 + lim);
-		st = load(&p->b->state);
+		st = app_load(&p->b->state);
 		if (r)
 			r = snap_fail(ctx, -ETIMEDOUT,
 				      "pid %d: its before-checkpoint callbacks did not finish within %llu ms (control "
@@ -290,14 +275,14 @@ void app_engine_release(struct snap_ctx *ctx, struct app_engine *ae, bool killed
 
 		if (!p->requested || killed)
 			continue;
-		p->done_seen = load(&p->b->done);
-		store((uint32_t *)&p->b->engine_pid, 0);
-		store(&p->b->gate, APP_GATE_CONTINUED);
-		futex_wake(&p->b->gate);
+		p->done_seen = app_load(&p->b->done);
+		app_store((uint32_t *)&p->b->engine_pid, 0);
+		app_store(&p->b->gate, APP_GATE_CONTINUED);
+		app_futex_wake(&p->b->gate);
 	}
 	for (size_t i = 0; i < ae->nr; i++) {
 		struct app_proc *p = &ae->procs[i];
-		uint32_t st = load(&p->b->state);
+		uint32_t st = app_load(&p->b->state);
 
 		/* A control thread still in its before-checkpoint callbacks runs the others once it is out. */
 		if (p->requested && !killed &&
@@ -332,7 +317,7 @@ int app_engine_restore(struct snap_ctx *ctx, const struct restore_task *rt, pid_
 	if (r)
 		return r;
 	/* Dumped while parked by an engine that asked it first; anything else has no callbacks to run. */
-	if (load(&b->state) != APP_STATE_READY) {
+	if (app_load(&b->state) != APP_STATE_READY) {
 		snap_info(ctx, "pid %d: its libsnap-app block was not parked at dump (state %u)", pid, b->state);
 		goto out;
 	}
@@ -344,21 +329,21 @@ int app_engine_restore(struct snap_ctx *ctx, const struct restore_task *rt, pid_
 			      b->ctl_tid);
 		goto out;
 	}
-	done = load(&b->done);
+	done = app_load(&b->done);
 	lim = limit_ns(b);
-	store((uint32_t *)&b->engine_pid, 0);
+	app_store((uint32_t *)&b->engine_pid, 0);
 	__atomic_add_fetch(&b->generation, 1, __ATOMIC_RELEASE);
-	if (load(&b->self) == APP_SELF_PENDING)
-		store(&b->self, APP_SELF_RESTORED);
+	if (app_load(&b->self) == APP_SELF_PENDING)
+		app_store(&b->self, APP_SELF_RESTORED);
 	/* Before the thread runs: its restarted FUTEX_WAIT on the gate then returns at once. */
-	store(&b->gate, APP_GATE_RESTORED);
+	app_store(&b->gate, APP_GATE_RESTORED);
 	if (ptrace(PTRACE_DETACH, tids[first], 0, 0)) {
 		r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot detach the libsnap-app control thread: %m", pid,
 			      tids[first]);
 		goto out;
 	}
 	*ret_first = first;
-	futex_wake(&b->gate);
+	app_futex_wake(&b->gate);
 	if (wait_change(&b->done, done, snap_now_ns() + lim))
 		snap_warn(ctx,
 			  "pid %d: its after-restore callbacks did not finish within %llu ms; the other threads go on "

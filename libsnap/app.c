@@ -43,22 +43,6 @@ static struct {
 	bool checkpointing;
 } app = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static uint32_t load(uint32_t *w)
-{
-	return __atomic_load_n(w, __ATOMIC_ACQUIRE);
-}
-
-static void store(uint32_t *w, uint32_t v)
-{
-	__atomic_store_n(w, v, __ATOMIC_RELEASE);
-}
-
-/* Shared (not FUTEX_PRIVATE) on purpose: the engine wakes us through its own mapping. */
-static void futex_wake(uint32_t *w)
-{
-	syscall(SYS_futex, w, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
 static void futex_wait(uint32_t *w, uint32_t val, const struct timespec *rel)
 {
 	syscall(SYS_futex, w, FUTEX_WAIT, val, rel, NULL, 0);
@@ -90,20 +74,20 @@ static void *control_thread(void *arg)
 	struct app_block *b = arg;
 	uint32_t handled;
 
-	store((uint32_t *)&b->ctl_tid, (uint32_t)gettid());
-	futex_wake((uint32_t *)&b->ctl_tid);
-	handled = load(&b->request);
+	app_store((uint32_t *)&b->ctl_tid, (uint32_t)gettid());
+	app_futex_wake((uint32_t *)&b->ctl_tid);
+	handled = app_load(&b->request);
 	for (;;) {
 		struct app_hook *h;
 		size_t nr, i;
 		uint32_t gate;
 		enum snap_app_event ev;
 
-		while (load(&b->request) == handled)
+		while (app_load(&b->request) == handled)
 			futex_wait(&b->request, handled, NULL);
-		handled = load(&b->request);
+		handled = app_load(&b->request);
 
-		store(&b->state, APP_STATE_BEFORE);
+		app_store(&b->state, APP_STATE_BEFORE);
 		h = hooks_copy(&nr);
 		b->refused_err = 0;
 		for (i = 0; i < nr; i++) {
@@ -115,22 +99,22 @@ static void *control_thread(void *arg)
 				break;
 			}
 		}
-		store(&b->state, i < nr ? APP_STATE_REFUSED : APP_STATE_READY);
-		futex_wake(&b->state);
+		app_store(&b->state, i < nr ? APP_STATE_REFUSED : APP_STATE_READY);
+		app_futex_wake(&b->state);
 
-		while ((gate = load(&b->gate)) == APP_GATE_CLOSED)
+		while ((gate = app_load(&b->gate)) == APP_GATE_CLOSED)
 			futex_wait(&b->gate, APP_GATE_CLOSED, NULL);
 
-		store(&b->state, APP_STATE_AFTER);
+		app_store(&b->state, APP_STATE_AFTER);
 		ev = gate == APP_GATE_RESTORED ? SNAP_APP_AFTER_RESTORE : SNAP_APP_AFTER_CONTINUE;
 		for (i = 0; i < nr; i++)
 			if (h[i].after)
 				h[i].after(h[i].opaque, ev);
 		free(h);
-		store(&b->gate, APP_GATE_CLOSED);
-		store(&b->state, APP_STATE_IDLE);
+		app_store(&b->gate, APP_GATE_CLOSED);
+		app_store(&b->state, APP_STATE_IDLE);
 		__atomic_add_fetch(&b->done, 1, __ATOMIC_RELEASE);
-		futex_wake(&b->done);
+		app_futex_wake(&b->done);
 	}
 	return NULL;
 }
@@ -201,7 +185,7 @@ static int app_start(void)
 		return r;
 	}
 	pthread_setname_np(th, "snap-app");
-	while (!load((uint32_t *)&b->ctl_tid))
+	while (!app_load((uint32_t *)&b->ctl_tid))
 		futex_wait((uint32_t *)&b->ctl_tid, 0, NULL);
 	app.blk = b;
 	return 0;
@@ -239,7 +223,7 @@ int snap_app_set_time_limit(unsigned ms)
 	pthread_mutex_lock(&app.lock);
 	r = app_start();
 	if (!r)
-		store(&app.blk->time_limit_ms, ms);
+		app_store(&app.blk->time_limit_ms, ms);
 	pthread_mutex_unlock(&app.lock);
 	return r;
 }
@@ -248,7 +232,7 @@ unsigned snap_app_restore_count(void)
 {
 	struct app_block *b = app.blk;
 
-	return b ? load(&b->generation) : 0;
+	return b ? app_load(&b->generation) : 0;
 }
 
 /*
@@ -265,7 +249,7 @@ static __attribute__((noreturn)) void helper_main(struct app_block *b, pid_t tar
 
 	/* Nothing of the original's but the block: its fds must not look shared with us. */
 	syscall(SYS_close_range, 3, ~0u, 0);
-	while (load(&b->self) == APP_SELF_ARMING) {
+	while (app_load(&b->self) == APP_SELF_ARMING) {
 		futex_wait(&b->self, APP_SELF_ARMING, &second);
 		if (kill(target, 0) && errno == ESRCH)
 			_exit(1);
@@ -280,8 +264,8 @@ static __attribute__((noreturn)) void helper_main(struct app_block *b, pid_t tar
 		snprintf(b->self_msg, sizeof(b->self_msg), "%s", ctx ? snap_error(ctx) : "out of memory");
 		b->self_err = r;
 	}
-	store(&b->self, r ? APP_SELF_FAILED : APP_SELF_DONE);
-	futex_wake(&b->self);
+	app_store(&b->self, r ? APP_SELF_FAILED : APP_SELF_DONE);
+	app_futex_wake(&b->self);
 	_exit(0);
 }
 
@@ -322,7 +306,7 @@ int snap_app_checkpoint(const char *images_dir, unsigned flags, int *ret_outcome
 	app.checkpointing = true;
 	b->self_err = 0;
 	b->self_msg[0] = '\0';
-	store(&b->self, APP_SELF_ARMING);
+	app_store(&b->self, APP_SELF_ARMING);
 	app.helper_fork = true;
 	child = fork();
 	if (child == 0) {
@@ -343,22 +327,22 @@ int snap_app_checkpoint(const char *images_dir, unsigned flags, int *ret_outcome
 		r = -ECHILD;
 	if (r) {
 		pthread_mutex_lock(&app.lock);
-		store(&b->self, APP_SELF_NONE);
+		app_store(&b->self, APP_SELF_NONE);
 		app.checkpointing = false;
 		pthread_mutex_unlock(&app.lock);
 		return fail(errbuf, errlen, r, "snap_app_checkpoint: cannot start the dumping helper");
 	}
-	store(&b->self, APP_SELF_PENDING);
-	futex_wake(&b->self);
+	app_store(&b->self, APP_SELF_PENDING);
+	app_futex_wake(&b->self);
 	/* Frozen here by the dump: in a restored copy the engine has turned PENDING into RESTORED. */
-	while ((s = load(&b->self)) == APP_SELF_PENDING)
+	while ((s = app_load(&b->self)) == APP_SELF_PENDING)
 		futex_wait(&b->self, APP_SELF_PENDING, NULL);
 	r = s == APP_SELF_FAILED ? (b->self_err < 0 ? b->self_err : -EIO) : 0;
 	if (r)
 		fail(errbuf, errlen, r, b->self_msg);
 	*ret_outcome = s == APP_SELF_RESTORED ? SNAP_APP_RESTORED : SNAP_APP_ORIGINAL;
 	pthread_mutex_lock(&app.lock);
-	store(&b->self, APP_SELF_NONE);
+	app_store(&b->self, APP_SELF_NONE);
 	app.checkpointing = false;
 	pthread_mutex_unlock(&app.lock);
 	return r;

@@ -116,6 +116,36 @@ static snap_progress_fn progress_fn(void)
 	return isatty(STDERR_FILENO) ? show_progress : NULL;
 }
 
+/* The options dump and prepare share; 0 once @c is taken into @o, else 2 (usage printed). */
+static int dump_option(snap_ctx *ctx, int c, struct snap_dump_opts *o)
+{
+	switch (c) {
+	case 'D':
+		o->images_dir = optarg;
+		return 0;
+	case OPT_LEAVE_RUNNING:
+		o->flags |= SNAP_DUMP_LEAVE_RUNNING;
+		return 0;
+	case OPT_TCP_ESTABLISHED:
+		o->flags |= SNAP_DUMP_TCP_ESTABLISHED;
+		return 0;
+	case OPT_TCP_CLOSE:
+		o->flags |= SNAP_DUMP_TCP_CLOSE;
+		return 0;
+	case OPT_STATS:
+		o->stats_file = optarg;
+		return 0;
+	case OPT_HOOK:
+		return add_hook(optarg, DUMP_HOOKS) ? 2 : 0;
+	case 'v':
+		snap_set_log(ctx, SNAP_LOG_DEBUG, log_stderr, NULL);
+		return 0;
+	default:
+		usage(stderr);
+		return 2;
+	}
+}
+
 static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -142,31 +172,10 @@ static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 				return 2;
 			}
 			break;
-		case 'D':
-			o.images_dir = optarg;
-			break;
-		case OPT_LEAVE_RUNNING:
-			o.flags |= SNAP_DUMP_LEAVE_RUNNING;
-			break;
-		case OPT_TCP_ESTABLISHED:
-			o.flags |= SNAP_DUMP_TCP_ESTABLISHED;
-			break;
-		case OPT_TCP_CLOSE:
-			o.flags |= SNAP_DUMP_TCP_CLOSE;
-			break;
-		case OPT_STATS:
-			o.stats_file = optarg;
-			break;
-		case OPT_HOOK:
-			if (add_hook(optarg, DUMP_HOOKS))
-				return 2;
-			break;
-		case 'v':
-			snap_set_log(ctx, SNAP_LOG_DEBUG, log_stderr, NULL);
-			break;
 		default:
-			usage(stderr);
-			return 2;
+			r = dump_option(ctx, c, &o);
+			if (r)
+				return r;
 		}
 	}
 	if (!o.pid || !o.images_dir || optind != argc) {
@@ -283,9 +292,6 @@ static int cmd_prepare(snap_ctx *ctx, int argc, char **argv)
 	/* "+": options end at the command, whose own options are its business. */
 	while ((c = getopt_long(argc, argv, "+D:v", opts, NULL)) != -1) {
 		switch (c) {
-		case 'D':
-			d.images_dir = optarg;
-			break;
 		case OPT_READY:
 			o.ready = optarg;
 			break;
@@ -311,28 +317,10 @@ static int cmd_prepare(snap_ctx *ctx, int argc, char **argv)
 		case OPT_LOG:
 			o.log_file = optarg;
 			break;
-		case OPT_LEAVE_RUNNING:
-			d.flags |= SNAP_DUMP_LEAVE_RUNNING;
-			break;
-		case OPT_TCP_ESTABLISHED:
-			d.flags |= SNAP_DUMP_TCP_ESTABLISHED;
-			break;
-		case OPT_TCP_CLOSE:
-			d.flags |= SNAP_DUMP_TCP_CLOSE;
-			break;
-		case OPT_STATS:
-			d.stats_file = optarg;
-			break;
-		case OPT_HOOK:
-			if (add_hook(optarg, DUMP_HOOKS))
-				return 2;
-			break;
-		case 'v':
-			snap_set_log(ctx, SNAP_LOG_DEBUG, log_stderr, NULL);
-			break;
 		default:
-			usage(stderr);
-			return 2;
+			r = dump_option(ctx, c, &d);
+			if (r)
+				return r;
 		}
 	}
 	if (!d.images_dir || !o.ready || optind >= argc || (o.warmup_count && !o.warmup_url)) {
