@@ -565,7 +565,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		stats[idx] = cs;
 		if (ptrace(PTRACE_SEIZE, cs.pid, 0,
 			   PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
-				   attrs_ptrace_options(tree.tasks[idx].core, tree.tasks[idx].threads[0]))) {
+				   attrs_ptrace_options(tree.tasks[idx].core, tree.tasks[idx].threads,
+							tree.tasks[idx].nr_threads))) {
 			r = snap_fail(ctx, -errno, "pid %d: cannot trace the new process: %m", cs.pid);
 			break;
 		}

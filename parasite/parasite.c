@@ -42,6 +42,10 @@ static long dump_thread(struct parasite_thread_info *ti)
 	ti->altstack_sp = ss.sp;
 	ti->altstack_size = ss.size;
 	ti->altstack_flags = ss.flags;
+	r = sys_prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+	if (r < 0)
+		return r;
+	ti->timer_slack_ns = (uint64_t)r;
 	return 0;
 }
 

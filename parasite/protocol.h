@@ -60,7 +60,8 @@ struct parasite_thread_info {
 	uint64_t altstack_sp;
 	uint64_t altstack_size;
 	int32_t altstack_flags;
-	int32_t ret; /* 0 or -errno */
+	int32_t ret;		 /* 0 or -errno */
+	uint64_t timer_slack_ns; /* PR_GET_TIMERSLACK */
 };
 
 /* Argument of thread mode. */

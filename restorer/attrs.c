@@ -274,11 +274,9 @@ void restorer_thread_attrs(const struct restorer_args *a, const struct restorer_
 		fail(a, "sched_setattr with policy", sa.policy, r);
 }
 
-static void install_seccomp(const struct restorer_args *a, const struct restorer_thread_attrs *th)
+static void install_seccomp(const struct restorer_args *a, const struct restorer_seccomp_filter *f, uint32_t n)
 {
-	const struct restorer_seccomp_filter *f = (const void *)th->seccomp;
-
-	for (uint32_t i = 0; i < th->nr_seccomp; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		struct k_sock_fprog prog = { .len = (uint16_t)f[i].len, .filter = f[i].prog };
 		long r = sys3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, f[i].flags, &prog);
 
@@ -428,8 +426,8 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 			th = &all[i];
 	if (th)
 		restorer_thread_attrs(a, th);
-	if (th && at->seccomp_before_creds)
-		install_seccomp(a, th);
+	if (th && th->seccomp_before_creds)
+		install_seccomp(a, (const void *)th->seccomp, th->nr_seccomp);
 	/* Credentials belong to the thread: every one sets its own (the dump refuses threads that differ). */
 	restore_creds(a, &at->creds);
 	/* A credential change resets both; the death signal is per thread too. */
@@ -449,6 +447,19 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 	if (at->creds.no_new_privs && (r = sys_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)))
 		fail(a, "PR_SET_NO_NEW_PRIVS", 1, r);
 	/* The engine keeps them suspended (PTRACE_O_SUSPEND_SECCOMP) until it lets the process go. */
-	if (th && !at->seccomp_before_creds)
-		install_seccomp(a, th);
+	if (th && !th->seccomp_before_creds)
+		install_seccomp(a, (const void *)th->seccomp, th->nr_seccomp);
+}
+
+void restorer_attrs_before_threads(const struct restorer_args *a)
+{
+	const struct restorer_attrs *at = (const void *)a->attrs;
+
+	/*
+	 * With the engine's credentials (it holds CAP_SYS_ADMIN when there are
+	 * filters), and suspended by it (PTRACE_O_SUSPEND_SECCOMP, which the
+	 * threads inherit) until it lets the process go.
+	 */
+	if (at)
+		install_seccomp(a, (const void *)at->shared_seccomp, at->nr_shared_seccomp);
 }

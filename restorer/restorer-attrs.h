@@ -11,6 +11,8 @@
  * exists; ends the process on failure.
  */
 void restorer_attrs_process(const struct restorer_args *a);
+/* In the leader before it creates the other threads: the seccomp filters all of them share. */
+void restorer_attrs_before_threads(const struct restorer_args *a);
 /* Then, in every thread: its own scheduling, credentials and seccomp filters (last). */
 void restorer_attrs_thread(const struct restorer_args *a, int32_t tid);
 /* Scheduling, affinity, I/O priority and timer slack of the calling thread. */

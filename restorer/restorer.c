@@ -136,6 +136,7 @@ long blob_main(struct restorer_args *a)
 
 	/* The engine now follows thread creation; then the other threads, each into its own state. */
 	rt_stop_for_tracer();
+	restorer_attrs_before_threads(a);
 	for (uint32_t i = 1; i < a->nr_threads; i++) {
 		const struct restorer_thread *t = &threads[i];
 		struct clone_args ca = {

@@ -136,7 +136,9 @@ struct restorer_thread_attrs {
 	uint64_t affinity; /* CPU mask bytes */
 	uint32_t affinity_len;
 	uint32_t nr_seccomp;
-	uint64_t seccomp; /* struct restorer_seccomp_filter[nr_seccomp], oldest first */
+	uint64_t seccomp; /* struct restorer_seccomp_filter[nr_seccomp], oldest first, after the shared ones */
+	uint32_t seccomp_before_creds; /* the thread's restored credentials could not install them */
+	uint32_t pad;
 };
 
 struct restorer_attrs {
@@ -149,12 +151,13 @@ struct restorer_attrs {
 	uint32_t timer_ids_prctl; /* PR_TIMER_CREATE_RESTORE_IDS is there; else ids come linearly */
 	uint64_t timers;	  /* struct restorer_posix_timer[] */
 	uint32_t nr_pending;
-	uint32_t seccomp_before_creds; /* the restored credentials could not install the filters */
-	uint64_t pending;	       /* struct restorer_siginfo[] */
+	uint32_t nr_shared_seccomp; /* filters every thread has: installed by the leader before the others exist */
+	uint64_t pending;	    /* struct restorer_siginfo[] */
 	struct restorer_creds creds;
 	uint32_t nr_threads;
 	uint32_t pad;
-	uint64_t threads; /* struct restorer_thread_attrs[]: [0] is the thread running the restorer */
+	uint64_t threads;	 /* struct restorer_thread_attrs[]: [0] is the thread running the restorer */
+	uint64_t shared_seccomp; /* struct restorer_seccomp_filter[nr_shared_seccomp], oldest first */
 };
 
 /* What each thread sets for itself before it returns into its registers. */
