@@ -854,11 +854,12 @@ int restore_task_finish(struct snap_ctx *ctx, const struct restore_task *rt, uin
 			r = expect_stop(ctx, pid, tid, status_fd, 0, PTRACE_EVENT_STOP, "starting a thread");
 		if (!r && ptrace(PTRACE_CONT, tid, 0, 0))
 			r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot resume: %m", pid, tid);
-		if (!r)
-			r = expect_stop(ctx, pid, tid, status_fd, SIGTRAP, 0, "restoring a thread");
 		if (r)
 			return r;
 	}
+	/* Only now: a thread may wait for the leader's part of the attributes (restorer/attrs.c). */
+	for (size_t i = 1; !r && i < rt->nr_threads; i++)
+		r = expect_stop(ctx, pid, rt->threads[i]->tid, status_fd, SIGTRAP, 0, "restoring a thread");
 	r = expect_stop(ctx, pid, pid, status_fd, SIGTRAP, 0, "restoring the main thread");
 	for (size_t i = 0; !r && i < rt->nr_threads; i++)
 		r = step_through_sigreturn(ctx, pid, rt->threads[i]->tid, status_fd);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/futex.h>
 #include <linux/prctl.h>
 #include <linux/seccomp.h>
 #include <linux/signal.h>
@@ -226,15 +227,24 @@ static void itimer_real_fire(const struct restorer_args *a, const struct restore
 
 /* ---- pending signals ---- */
 
-static void queue_pending(const struct restorer_args *a, const struct restorer_attrs *at)
+/*
+ * The entries of @at's list that @tid queues: the leader those of the
+ * process-wide queue and its own, any other thread its own. Returns how
+ * many there were.
+ */
+static uint32_t queue_pending(const struct restorer_args *a, const struct restorer_attrs *at, int32_t tid, bool leader)
 {
 	const struct restorer_siginfo *p = (const void *)at->pending;
 	const struct restorer_posix_timer *t = (const void *)at->timers;
 	long pid = sys0(__NR_getpid), r;
+	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < at->nr_pending; i++) {
 		int32_t sig;
 
+		if (p[i].tid != tid && !(leader && !p[i].tid))
+			continue;
+		n++;
 		memcpy(&sig, p[i].info, sizeof(sig));
 		if (p[i].queue) {
 			/* Any si_code may be sent to oneself, kernel ones included. */
@@ -250,6 +260,25 @@ static void queue_pending(const struct restorer_args *a, const struct restorer_a
 		else if (p[i].fire >= 0)
 			timer_fire(a, &t[p[i].fire]);
 	}
+	return n;
+}
+
+/* The words the threads meet at live in the argument area, which is writable. */
+static void wait_at_least(const uint32_t *w, uint32_t want)
+{
+	for (;;) {
+		uint32_t v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+
+		if (v >= want)
+			return;
+		sys6(__NR_futex, w, FUTEX_WAIT_PRIVATE, v, 0, 0, 0);
+	}
+}
+
+static void add_and_wake(const uint32_t *w, uint32_t v)
+{
+	__atomic_add_fetch((uint32_t *)w, v, __ATOMIC_RELEASE);
+	sys6(__NR_futex, w, FUTEX_WAKE_PRIVATE, 0x7fffffff, 0, 0, 0);
 }
 
 /* ---- per-thread state ---- */
@@ -390,7 +419,10 @@ void restorer_attrs_process(const struct restorer_args *a)
 	for (uint32_t i = 0; i < at->nr_timers; i++)
 		if (t[i].how == RESTORER_TIMER_OVERRUN)
 			timer_take_overrun(a, &t[i]);
-	queue_pending(a, at);
+	queue_pending(a, at, ((const struct restorer_thread *)a->threads)->tid, true);
+	add_and_wake(&at->queue_phase, 1);
+	/* A timer armed before a thread's queue is done could put its expiry ahead of older signals. */
+	wait_at_least(&at->queued, at->nr_queue_threads);
 	for (uint32_t i = 0; i < at->nr_timers; i++)
 		if (t[i].how == RESTORER_TIMER_ARM && t[i].value_ns)
 			timer_set(a, &t[i], 0, (int64_t)t[i].value_ns, (int64_t)t[i].interval_ns);
@@ -421,6 +453,11 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 	bool leader = tid == ((const struct restorer_thread *)a->threads)->tid;
 	long r;
 
+	if (!leader) {
+		wait_at_least(&at->queue_phase, 1);
+		if (queue_pending(a, at, tid, false))
+			add_and_wake(&at->queued, 1);
+	}
 	for (uint32_t i = 0; i < at->nr_threads; i++)
 		if (all[i].tid == tid)
 			th = &all[i];

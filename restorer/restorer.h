@@ -158,6 +158,17 @@ struct restorer_attrs {
 	uint32_t pad;
 	uint64_t threads;	 /* struct restorer_thread_attrs[]: [0] is the thread running the restorer */
 	uint64_t shared_seccomp; /* struct restorer_seccomp_filter[nr_shared_seccomp], oldest first */
+	/*
+	 * A signal with a kernel's or tgkill's si_code may be queued only by
+	 * the thread it is for: each thread queues its own. Written in the
+	 * new process: the leader sets queue_phase to 1 once the timers exist
+	 * and its own queues are done; each of the nr_queue_threads other
+	 * threads with signals counts itself into queued when done, and the
+	 * leader waits for that before it arms the timers.
+	 */
+	uint32_t queue_phase, queued;
+	uint32_t nr_queue_threads;
+	uint32_t pad3;
 };
 
 /* What each thread sets for itself before it returns into its registers. */

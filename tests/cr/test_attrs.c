@@ -102,6 +102,16 @@ Test(attrs, seccomp_dropped_cr)
 	H_OK(h_run_cr("wl-seccomp", dropped_args, 0));
 }
 
+Test(attrs, thread_attrs_nocr)
+{
+	H_OK(h_run_nocr("wl-thread-attrs", NULL, 0));
+}
+
+Test(attrs, thread_attrs_cr)
+{
+	H_OK(h_run_cr("wl-thread-attrs", NULL, 0));
+}
+
 Test(attrs, chroot_nocr)
 {
 	H_OK(h_run_nocr("wl-chroot", NULL, 0));
