@@ -39,6 +39,8 @@ static const char *const rlimit_names[RLIM_NLIMITS] = {
 struct thread_img {
 	ThreadAttrsEntry th;
 	SchedEntry sched;
+	CredsEntry creds;
+	uint32_t *groups;
 	ProtobufCBinaryData *pending;
 	SeccompFilterEntry *filters, **filtersp;
 };
@@ -146,8 +148,9 @@ static void itimer_to_image(const struct parasite_itimer *v, ItimerEntry *e)
 	e->interval_us = v->interval_sec * 1000000 + v->interval_usec;
 }
 
+/* @creds: the main thread's, or NULL for the main thread itself. */
 static int thread_to_image(struct snap_ctx *ctx, const struct dump_thread *dt, const struct thread_attrs *ta,
-			   struct thread_img *ti)
+			   const struct parasite_creds *creds, struct thread_img *ti)
 {
 	const struct restorer_sched_attr *s = &ta->sched;
 
@@ -184,6 +187,16 @@ static int thread_to_image(struct snap_ctx *ctx, const struct dump_thread *dt, c
 	}
 	ti->th.seccomp = ti->filtersp;
 	ti->th.n_seccomp = ta->nr_seccomp;
+	/* Credentials are per thread in the kernel; glibc changes them in all threads at once, so mostly alike. */
+	if (creds && creds_differ(&dt->info.creds, creds)) {
+		int r;
+
+		creds_entry__init(&ti->creds);
+		r = creds_to_image(ctx, &dt->info.creds, &ti->creds, &ti->groups);
+		if (r)
+			return r;
+		ti->th.creds = &ti->creds;
+	}
 	return 0;
 }
 
@@ -201,7 +214,7 @@ int attrs_to_image(struct snap_ctx *ctx, struct dump_task *t, TaskCoreEntry *tce
 	task_attrs_entry__init(&img->ta);
 
 	creds_entry__init(&img->creds);
-	r = creds_to_image(ctx, pa, &img->creds, &img->groups);
+	r = creds_to_image(ctx, &pa->creds, &img->creds, &img->groups);
 	if (r)
 		return r;
 	img->ta.creds = &img->creds;
@@ -269,7 +282,7 @@ int attrs_to_image(struct snap_ctx *ctx, struct dump_task *t, TaskCoreEntry *tce
 
 	for (size_t i = 0; i < t->nr_threads; i++) {
 		img->nr_threads++;
-		r = thread_to_image(ctx, &t->threads[i], &at->threads[i], &img->threads[i]);
+		r = thread_to_image(ctx, &t->threads[i], &at->threads[i], i ? &pa->creds : NULL, &img->threads[i]);
 		if (r)
 			return r;
 		img->thp[i] = &img->threads[i].th;
@@ -302,6 +315,7 @@ void attrs_free(struct dump_task *t)
 			free(at->img->threads[i].pending);
 			free(at->img->threads[i].filters);
 			free(at->img->threads[i].filtersp);
+			free(at->img->threads[i].groups);
 		}
 		free(at->img->threads);
 		free(at->img->thp);
@@ -472,6 +486,8 @@ int attrs_validate(struct snap_ctx *ctx, const TaskCoreEntry *core, ThreadCoreEn
 		r = validate_thread(ctx, th, threads[i]->tid);
 		if (!r)
 			r = seccomp_validate(ctx, th, threads[i]->tid);
+		if (!r && th->creds)
+			r = creds_validate(ctx, th->creds, threads[i]->tid);
 	}
 	if (!r)
 		r = creds_validate(ctx, ta->creds, pid);
@@ -563,6 +579,8 @@ size_t attrs_args_size(const TaskCoreEntry *core, ThreadCoreEntry *const *thread
 		if (!th)
 			continue;
 		n += ALIGN64(th->affinity.len) + ALIGN64(th->n_seccomp * sizeof(struct restorer_seccomp_filter));
+		if (th->creds)
+			n += ALIGN64(th->creds->n_groups * sizeof(uint32_t));
 		for (size_t i = 0; i < th->n_seccomp; i++)
 			n += ALIGN64(th->seccomp[i]->prog.len);
 	}
@@ -633,13 +651,22 @@ static int fill_thread(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const Thr
 		       struct restorer_thread_attrs *rth, uint8_t **cur, uint8_t *end)
 {
 	const ThreadAttrsEntry *th = thread->attrs;
+	const CredsEntry *creds = th->creds ? th->creds : ta->creds;
 	const SchedEntry *s = th->sched;
 	uint8_t *mask = take(cur, end, th->affinity.len);
 	struct restorer_seccomp_filter *sf = take(cur, end, (th->n_seccomp - shared) * sizeof(*sf));
+	uint32_t *groups = take(cur, end, th->creds ? th->creds->n_groups * sizeof(uint32_t) : 0);
+	int r;
 
-	if (!mask || !sf)
+	if (!mask || !sf || !groups)
 		return snap_fail(ctx, -ENOMEM, "restorer arguments for the attributes do not fit");
 	memset(rth, 0, sizeof(*rth));
+	if (th->creds) {
+		r = creds_fill_args(ctx, th->creds, &rth->creds, groups);
+		if (r)
+			return r;
+		rth->has_creds = 1;
+	}
 	rth->tid = thread->tid;
 	rth->ioprio = th->ioprio;
 	rth->timer_slack_ns = th->timer_slack_ns;
@@ -682,7 +709,7 @@ static int fill_thread(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const Thr
 	 * Installing filters needs no_new_privs or CAP_SYS_ADMIN: if the
 	 * restored credentials have neither, before them.
 	 */
-	rth->seccomp_before_creds = rth->nr_seccomp && !ta->creds->no_new_privs && !creds_has_cap(ta->creds, 21);
+	rth->seccomp_before_creds = rth->nr_seccomp && !creds->no_new_privs && !creds_has_cap(creds, 21);
 	return fill_seccomp(ctx, th, shared, th->n_seccomp, sf, cur, end);
 }
 

@@ -92,7 +92,9 @@ struct task_attrs {
 int sched_collect(struct snap_ctx *ctx, pid_t tid, struct thread_attrs *ta);
 /* creds.c */
 int creds_check(struct snap_ctx *ctx, struct dump_task *t);
-int creds_to_image(struct snap_ctx *ctx, const struct parasite_attrs *pa, CredsEntry *ce, uint32_t **groups);
+int creds_to_image(struct snap_ctx *ctx, const struct parasite_creds *pc, CredsEntry *ce, uint32_t **groups);
+/* Whether a thread's credentials differ from the main thread's (then the image holds its own). */
+bool creds_differ(const struct parasite_creds *a, const struct parasite_creds *b);
 int creds_validate(struct snap_ctx *ctx, const CredsEntry *c, int pid);
 int creds_fill_args(struct snap_ctx *ctx, const CredsEntry *c, struct restorer_creds *rc, uint32_t *groups);
 /* timers.c */

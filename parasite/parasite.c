@@ -46,7 +46,7 @@ static long dump_thread(struct parasite_thread_info *ti)
 	if (r < 0)
 		return r;
 	ti->timer_slack_ns = (uint64_t)r;
-	return 0;
+	return parasite_dump_creds(&ti->creds);
 }
 
 static long dump_misc(struct parasite_shared *sh)

@@ -451,6 +451,7 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 	const struct restorer_attrs *at = (const void *)a->attrs;
 	const struct restorer_thread_attrs *th = NULL, *all = (const void *)at->threads;
 	bool leader = tid == ((const struct restorer_thread *)a->threads)->tid;
+	const struct restorer_creds *creds;
 	long r;
 
 	if (!leader) {
@@ -465,10 +466,17 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 		restorer_thread_attrs(a, th);
 	if (th && th->seccomp_before_creds)
 		install_seccomp(a, (const void *)th->seccomp, th->nr_seccomp);
-	/* Credentials belong to the thread: every one sets its own (the dump refuses threads that differ). */
-	restore_creds(a, &at->creds);
-	/* A credential change resets both; the death signal is per thread too. */
+	/* Credentials belong to the thread: every one sets its own. */
+	creds = th && th->has_creds ? &th->creds : &at->creds;
+	restore_creds(a, creds);
+	if (!leader)
+		add_and_wake(&at->creds_done, 1);
+	/*
+	 * A credential change of any thread resets dumpable, which belongs to
+	 * the process: set once all are done. The death signal is per thread.
+	 */
 	if (leader) {
+		wait_at_least(&at->creds_done, a->nr_threads - 1);
 		r = sys_prctl(PR_SET_DUMPABLE, at->dumpable, 0, 0, 0);
 		if (r)
 			fail(a, "PR_SET_DUMPABLE", at->dumpable, r);
@@ -481,7 +489,7 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 		itimer_set(a, 1, &at->itimers[1]);
 		itimer_set(a, 2, &at->itimers[2]);
 	}
-	if (at->creds.no_new_privs && (r = sys_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)))
+	if (creds->no_new_privs && (r = sys_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)))
 		fail(a, "PR_SET_NO_NEW_PRIVS", 1, r);
 	/* The engine keeps them suspended (PTRACE_O_SUSPEND_SECCOMP) until it lets the process go. */
 	if (th && !th->seccomp_before_creds)

@@ -138,7 +138,8 @@ struct restorer_thread_attrs {
 	uint32_t nr_seccomp;
 	uint64_t seccomp; /* struct restorer_seccomp_filter[nr_seccomp], oldest first, after the shared ones */
 	uint32_t seccomp_before_creds; /* the thread's restored credentials could not install them */
-	uint32_t pad;
+	uint32_t has_creds;	       /* its own credentials, else the process's (restorer_attrs.creds) */
+	struct restorer_creds creds;
 };
 
 struct restorer_attrs {
@@ -168,7 +169,7 @@ struct restorer_attrs {
 	 */
 	uint32_t queue_phase, queued;
 	uint32_t nr_queue_threads;
-	uint32_t pad3;
+	uint32_t creds_done; /* threads other than the leader that set their credentials (they reset dumpable) */
 };
 
 /* What each thread sets for itself before it returns into its registers. */

@@ -5,7 +5,8 @@
  * expiry of a SIGEV_THREAD_ID timer), a seccomp filter of its own on top
  * of the one all threads share (each answers getsid with another errno),
  * scheduling policy and nice value, CPU affinity, I/O priority, timer
- * slack, name and sigaltstack; an armed SIGEV_THREAD_ID timer aims at B.
+ * slack, name and sigaltstack, and B its own uids (set by the system call,
+ * for B alone); an armed SIGEV_THREAD_ID timer aims at B.
  * After go each thread in turn checks its own state, then the armed timer
  * is made to fire and must reach B.
  */
@@ -51,6 +52,7 @@ struct thr {
 	int ioprio;
 	unsigned long slack;
 	int getsid_errno;
+	uid_t uid;	  /* its own real, effective and saved uid */
 	int std_sig;	  /* blocked, sent by tgkill from the main thread */
 	int rt_sig;	  /* blocked, queued three times */
 	int rt_values[3]; /* its si_value each time */
@@ -77,6 +79,7 @@ static struct thr threads[2] = {
 	  .ioprio = IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT,
 	  .slack = 333333,
 	  .getsid_errno = EL2NSYNC,
+	  .uid = 2000,
 	  .std_sig = SIGUSR2,
 	  .rt_values = { 211, 212, 213 } },
 };
@@ -175,6 +178,9 @@ static const char *setup_thread(struct thr *t)
 		return "pthread_sigmask";
 	if (install(SYS_getsid, t->getsid_errno))
 		return "installing its seccomp filter";
+	/* The system call, not glibc's setresuid(), which changes every thread. */
+	if (t->uid && syscall(SYS_setresuid, t->uid, t->uid, t->uid))
+		return "setresuid";
 	return NULL;
 }
 
@@ -288,6 +294,9 @@ static void setup(void)
 			wl_die("pthread_create failed");
 	while (atomic_load(&setup_done) != 2)
 		nap();
+	/* B's change of credentials made the process non-dumpable; a restore must not do that after this. */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
+		wl_die("PR_SET_DUMPABLE failed: %m");
 
 	/* Signals for each thread alone, blocked there. */
 	for (int i = 0; i < 2; i++) {
@@ -438,8 +447,17 @@ static void check_signals(struct thr *t)
 	wl_expect(sig < 0 && errno == EAGAIN, "%s: signal %d is pending beyond the expected ones", t->name, sig);
 }
 
+static void check_uids(const char *who, uid_t want)
+{
+	uid_t r = 1, e = 1, s = 1;
+
+	syscall(SYS_getresuid, &r, &e, &s);
+	wl_expect(r == want && e == want && s == want, "%s: uids %u/%u/%u, expected %u", who, r, e, s, want);
+}
+
 static void check_thread(struct thr *t)
 {
+	check_uids(t->name, t->uid);
 	check_sched(t);
 	check_seccomp(t->name, t->getsid_errno, 2);
 	check_signals(t);
@@ -467,6 +485,9 @@ static void check(void)
 	uint64_t shared = 0;
 
 	check_seccomp("main", 0, 1);
+	check_uids("main", 0);
+	wl_expect(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1, "dumpable is %d, expected 1",
+		  prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
 	wl_expect(prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0) == MAIN_SLACK, "main: timer slack %d",
 		  prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0));
 	wl_expect(status_field("SigPnd:", 16) == 0, "main: its own queue holds %#llx", status_field("SigPnd:", 16));
