@@ -792,13 +792,6 @@ int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, ThreadCoreE
 	ra->timer_ids_prctl = prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0) >= 0;
 	ra->nr_pending = (uint32_t)signals_fill_args(ta, threads, nr_threads, sig, pt);
 	ra->pending = (uint64_t)sig;
-	for (size_t i = 1; i < nr_threads; i++) {
-		bool has = false;
-
-		for (size_t k = 0; k < ra->nr_pending && !has; k++)
-			has = sig[k].tid == threads[i]->tid;
-		ra->nr_queue_threads += has;
-	}
 
 	r = creds_fill_args(ctx, ta->creds, &ra->creds, groups);
 	if (r)

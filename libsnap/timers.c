@@ -136,11 +136,6 @@ int timers_plan(struct snap_ctx *ctx, const TaskAttrsEntry *ta, ThreadAttrsEntry
 					ctx, -EOPNOTSUPP,
 					"pid %d: POSIX timer %d counted %d overruns but is not running periodically",
 					pid, e->id, e->overrun);
-			else if ((e->notify & PROC_SIGEV_THREAD_ID) && e->notify_tid != pid)
-				r = snap_fail(
-					ctx, -EOPNOTSUPP,
-					"pid %d: the overruns of POSIX timer %d (for tid %d) cannot be made again", pid,
-					e->id, e->notify_tid);
 			else if (cpu_clock_pid(e->clock_id) >= 0)
 				r = snap_fail(ctx, -EOPNOTSUPP,
 					      "pid %d: POSIX timer %d counted %d overruns of a CPU-time clock, which "

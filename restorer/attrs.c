@@ -17,6 +17,7 @@
 #define K_TIMER_ABSTIME	     1
 #define K_CLOCK_MONOTONIC    1
 #define K_SI_TIMER	     (-2)
+#define K_SIGEV_THREAD_ID    4
 #define K_IOPRIO_WHO_PROCESS 1
 #define NSEC_PER_SEC	     1000000000ll
 /* A timer armed in the past expires at once; waiting longer than this means something is wrong. */
@@ -281,6 +282,22 @@ static void add_and_wake(const uint32_t *w, uint32_t v)
 	sys6(__NR_futex, w, FUTEX_WAKE_PRIVATE, 0x7fffffff, 0, 0, 0);
 }
 
+/*
+ * The overrun counts of the timers whose signal @tid takes: a thread
+ * takes only from its own queue and the process-wide one.
+ */
+static void take_overruns(const struct restorer_args *a, const struct restorer_attrs *at, int32_t tid, bool leader)
+{
+	const struct restorer_posix_timer *t = (const void *)at->timers;
+
+	for (uint32_t i = 0; i < at->nr_timers; i++) {
+		int32_t to = t[i].notify & K_SIGEV_THREAD_ID ? t[i].notify_tid : 0;
+
+		if (t[i].how == RESTORER_TIMER_OVERRUN && (to == tid || (leader && !to)))
+			timer_take_overrun(a, &t[i]);
+	}
+}
+
 /* ---- per-thread state ---- */
 
 void restorer_thread_attrs(const struct restorer_args *a, const struct restorer_thread_attrs *th)
@@ -416,13 +433,15 @@ void restorer_attrs_process(const struct restorer_args *a)
 
 	/* Timers before the signals: their expiries take their places in the queues. */
 	create_timers(a, at);
-	for (uint32_t i = 0; i < at->nr_timers; i++)
-		if (t[i].how == RESTORER_TIMER_OVERRUN)
-			timer_take_overrun(a, &t[i]);
+	take_overruns(a, at, ((const struct restorer_thread *)a->threads)->tid, true);
 	queue_pending(a, at, ((const struct restorer_thread *)a->threads)->tid, true);
 	add_and_wake(&at->queue_phase, 1);
-	/* A timer armed before a thread's queue is done could put its expiry ahead of older signals. */
-	wait_at_least(&at->queued, at->nr_queue_threads);
+	/*
+	 * A timer armed before a thread's queue is done could put its expiry
+	 * ahead of older signals; limits (RLIMIT_NICE, RLIMIT_SIGPENDING) must
+	 * not stop what the threads set before.
+	 */
+	wait_at_least(&at->queued, a->nr_threads - 1);
 	for (uint32_t i = 0; i < at->nr_timers; i++)
 		if (t[i].how == RESTORER_TIMER_ARM && t[i].value_ns)
 			timer_set(a, &t[i], 0, (int64_t)t[i].value_ns, (int64_t)t[i].interval_ns);
@@ -454,16 +473,18 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 	const struct restorer_creds *creds;
 	long r;
 
-	if (!leader) {
-		wait_at_least(&at->queue_phase, 1);
-		if (queue_pending(a, at, tid, false))
-			add_and_wake(&at->queued, 1);
-	}
 	for (uint32_t i = 0; i < at->nr_threads; i++)
 		if (all[i].tid == tid)
 			th = &all[i];
 	if (th)
 		restorer_thread_attrs(a, th);
+	/* Its own queue once the leader made the timers (and before it sets the limits). */
+	if (!leader) {
+		wait_at_least(&at->queue_phase, 1);
+		take_overruns(a, at, tid, false);
+		queue_pending(a, at, tid, false);
+		add_and_wake(&at->queued, 1);
+	}
 	if (th && th->seccomp_before_creds)
 		install_seccomp(a, (const void *)th->seccomp, th->nr_seccomp);
 	/* Credentials belong to the thread: every one sets its own. */

@@ -163,13 +163,13 @@ struct restorer_attrs {
 	 * A signal with a kernel's or tgkill's si_code may be queued only by
 	 * the thread it is for: each thread queues its own. Written in the
 	 * new process: the leader sets queue_phase to 1 once the timers exist
-	 * and its own queues are done; each of the nr_queue_threads other
-	 * threads with signals counts itself into queued when done, and the
-	 * leader waits for that before it arms the timers.
+	 * and its own queues are done; every other thread counts itself into
+	 * queued when its queue is done, and the leader waits for all of them
+	 * before it arms the timers and sets the limits.
 	 */
 	uint32_t queue_phase, queued;
-	uint32_t nr_queue_threads;
 	uint32_t creds_done; /* threads other than the leader that set their credentials (they reset dumpable) */
+	uint32_t pad3;
 };
 
 /* What each thread sets for itself before it returns into its registers. */

@@ -6,7 +6,8 @@
  * of the one all threads share (each answers getsid with another errno),
  * scheduling policy and nice value, CPU affinity, I/O priority, timer
  * slack, name and sigaltstack, and B its own uids (set by the system call,
- * for B alone); an armed SIGEV_THREAD_ID timer aims at B.
+ * for B alone); an armed SIGEV_THREAD_ID timer aims at B, and one aimed
+ * at A counted 5 overruns in its last delivery to A.
  * After go each thread in turn checks its own state, then the armed timer
  * is made to fire and must reach B.
  */
@@ -32,6 +33,8 @@
 
 #define SHARED_ERRNO EDOM /* getpgid in every thread */
 #define MAIN_SLACK   111111
+#define HOUR	     3600
+#define OVERRUNS     5
 
 struct sched_attr_v1 {
 	uint32_t size, policy;
@@ -84,7 +87,7 @@ static struct thr threads[2] = {
 	  .rt_values = { 211, 212, 213 } },
 };
 static atomic_int setup_done, turn = -1, checked;
-static timer_t armed_timer, fired_timer;
+static timer_t armed_timer, fired_timer, overrun_timer;
 static int armed_sig, fired_sig;
 
 static int rt(int n)
@@ -185,6 +188,34 @@ static const char *setup_thread(struct thr *t)
 }
 
 static void check_thread(struct thr *t);
+static timer_t thread_timer(pid_t tid, clockid_t clock, int sig, int value);
+
+/*
+ * A: a periodic timer aimed at itself, expired 5.5 intervals ago; taking
+ * its signal counts 5 overruns, which only A can take again.
+ */
+static const char *setup_overrun(struct thr *t)
+{
+	struct timespec now, wait = { 10, 0 };
+	struct itimerspec v = { { HOUR, 0 }, { 0, 0 } };
+	sigset_t one;
+
+	sigemptyset(&one);
+	sigaddset(&one, rt(7));
+	if (pthread_sigmask(SIG_BLOCK, &one, NULL))
+		return "pthread_sigmask";
+	overrun_timer = thread_timer(t->tid, CLOCK_REALTIME, rt(7), 0x7a);
+	clock_gettime(CLOCK_REALTIME, &now);
+	v.it_value.tv_sec = now.tv_sec - 11 * HOUR / 2;
+	v.it_value.tv_nsec = now.tv_nsec;
+	if (timer_settime(overrun_timer, TIMER_ABSTIME, &v, NULL))
+		return "timer_settime";
+	if (sigtimedwait(&one, NULL, &wait) != rt(7))
+		return "waiting for the overrun timer's signal";
+	if (timer_getoverrun(overrun_timer) != OVERRUNS)
+		return "counting overruns";
+	return NULL;
+}
 
 static void *thread_main(void *arg)
 {
@@ -193,6 +224,8 @@ static void *thread_main(void *arg)
 
 	t->tid = gettid();
 	err = setup_thread(t);
+	if (!err && t == &threads[0])
+		err = setup_overrun(t);
 	if (err)
 		wl_die("%s: %s failed: %m", t->name, err);
 	atomic_fetch_add(&setup_done, 1);
@@ -220,7 +253,7 @@ static void *thread_main(void *arg)
 	return NULL;
 }
 
-static timer_t thread_timer(pid_t tid, int sig, int value)
+static timer_t thread_timer(pid_t tid, clockid_t clock, int sig, int value)
 {
 	struct sigevent ev = { 0 };
 	timer_t id;
@@ -229,7 +262,7 @@ static timer_t thread_timer(pid_t tid, int sig, int value)
 	ev.sigev_signo = sig;
 	ev.sigev_value.sival_int = value;
 	ev._sigev_un._tid = tid;
-	if (timer_create(CLOCK_MONOTONIC, &ev, &id))
+	if (timer_create(clock, &ev, &id))
 		wl_die("timer_create for tid %d failed: %m", tid);
 	return id;
 }
@@ -311,7 +344,7 @@ static void setup(void)
 	{
 		struct itimerspec soon = { { 0, 0 }, { 0, 1 } }, v;
 
-		fired_timer = thread_timer(threads[1].tid, fired_sig, 0x6b);
+		fired_timer = thread_timer(threads[1].tid, CLOCK_MONOTONIC, fired_sig, 0x6b);
 		if (timer_settime(fired_timer, 0, &soon, NULL))
 			wl_die("timer_settime failed: %m");
 		do {
@@ -323,7 +356,7 @@ static void setup(void)
 	{
 		struct itimerspec later = { { 0, 0 }, { 3600, 0 } };
 
-		armed_timer = thread_timer(threads[1].tid, armed_sig, 0x5b);
+		armed_timer = thread_timer(threads[1].tid, CLOCK_MONOTONIC, armed_sig, 0x5b);
 		if (timer_settime(armed_timer, 0, &later, NULL))
 			wl_die("timer_settime failed: %m");
 	}
@@ -457,6 +490,16 @@ static void check_uids(const char *who, uid_t want)
 
 static void check_thread(struct thr *t)
 {
+	if (t == &threads[0]) {
+		struct itimerspec v;
+
+		wl_expect(timer_getoverrun(overrun_timer) == OVERRUNS, "%s: its timer counted %d overruns, expected %d",
+			  t->name, timer_getoverrun(overrun_timer), OVERRUNS);
+		wl_expect(!timer_gettime(overrun_timer, &v) && (v.it_value.tv_sec || v.it_value.tv_nsec) &&
+				  v.it_value.tv_sec <= HOUR / 2 && v.it_interval.tv_sec == HOUR,
+			  "%s: its overrun timer has %ld s left, interval %ld s", t->name, (long)v.it_value.tv_sec,
+			  (long)v.it_interval.tv_sec);
+	}
 	check_uids(t->name, t->uid);
 	check_sched(t);
 	check_seccomp(t->name, t->getsid_errno, 2);
