@@ -45,10 +45,14 @@ struct restorer_sigaction {
 
 /*
  * Attributes (restorer/attrs.c), applied in this order after the memory
- * and the task's registrations are in place: personality, POSIX timers
- * and itimer values, pending signals, resource limits, prctl state,
- * per-thread scheduling, credentials, the prctl state that a credential
- * change resets, CPU-time itimers, and seccomp filters last.
+ * and the task's registrations are in place: the seccomp filters every
+ * thread shares (by the leader, before it creates the others, under the
+ * engine's PTRACE_O_SUSPEND_SECCOMP); then in the leader personality,
+ * POSIX timers and itimer values, the pending signals of the process and
+ * its own, while each other thread sets its scheduling and queues its own
+ * signals; resource limits, prctl state; then in every thread its
+ * scheduling, credentials, the prctl state that a credential change
+ * resets, CPU-time itimers, and its own seccomp filters last.
  */
 /* What differs from the credentials the new process starts with (the engine's): only that is set. */
 enum {
