@@ -112,6 +112,19 @@ Test(attrs, thread_attrs_cr)
 	H_OK(h_run_cr("wl-thread-attrs", NULL, 0));
 }
 
+/* Threads that share a filter still share it: a filter for all threads (TSYNC) can be added after restore. */
+static const char *const tsync_args[] = { "tsync", NULL };
+
+Test(attrs, thread_seccomp_tsync_nocr)
+{
+	H_OK(h_run_nocr("wl-thread-attrs", tsync_args, 0));
+}
+
+Test(attrs, thread_seccomp_tsync_cr)
+{
+	H_OK(h_run_cr("wl-thread-attrs", tsync_args, 0));
+}
+
 Test(attrs, chroot_nocr)
 {
 	H_OK(h_run_nocr("wl-chroot", NULL, 0));

@@ -562,9 +562,65 @@ static void check(void)
 		pthread_join(threads[i].pt, NULL);
 }
 
+/*
+ * "tsync": the main thread and two threads with only the filter installed
+ * before the threads existed. After go the main thread adds one with
+ * SECCOMP_FILTER_FLAG_TSYNC, which the kernel allows only if every thread
+ * still shares the main thread's filter: equal copies per thread fail.
+ */
+static atomic_int tsync_stage;
+
+static void *tsync_thread(void *arg)
+{
+	long r;
+
+	(void)arg;
+	atomic_fetch_add(&setup_done, 1);
+	while (atomic_load(&tsync_stage) != 1)
+		nap();
+	errno = 0;
+	r = getsid(0);
+	wl_expect(r == -1 && errno == ECHRNG, "tid %d: getsid after the synchronized filter gave %ld, errno %d",
+		  gettid(), r, errno);
+	return NULL;
+}
+
+static int run_tsync(void)
+{
+	struct sock_filter f[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_getsid, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ECHRNG),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
+	pthread_t pt[2];
+	long r;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || install(SYS_getpgid, SHARED_ERRNO))
+		wl_die("installing the shared seccomp filter failed: %m");
+	for (int i = 0; i < 2; i++)
+		if (pthread_create(&pt[i], NULL, tsync_thread, NULL))
+			wl_die("pthread_create failed");
+	while (atomic_load(&setup_done) != 2)
+		nap();
+	wl_ready();
+	wl_wait_go();
+	check_seccomp("main", 0, 1);
+	r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
+	wl_expect(r == 0, "a filter for all threads (TSYNC) gave %ld (a thread that does not share the filter: %ld)", r,
+		  r);
+	atomic_store(&tsync_stage, 1);
+	for (int i = 0; i < 2; i++)
+		pthread_join(pt[i], NULL);
+	return wl_finish();
+}
+
 int main(int argc, char **argv)
 {
-	wl_init(argc, argv, 0, "");
+	wl_init(argc, argv, 0, "[tsync]");
+	if (argc > 2 && !strcmp(argv[2], "tsync"))
+		return run_tsync();
 	setup();
 	wl_ready();
 	wl_wait_go();
