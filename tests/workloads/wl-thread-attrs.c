@@ -608,7 +608,7 @@ static int run_tsync(void)
 	wl_wait_go();
 	check_seccomp("main", 0, 1);
 	r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
-	wl_expect(r == 0, "a filter for all threads (TSYNC) gave %ld (a thread that does not share the filter: %ld)", r,
+	wl_expect(r == 0, "a filter for all threads (TSYNC) gave %ld (a tid: that thread does not share the filter)",
 		  r);
 	atomic_store(&tsync_stage, 1);
 	for (int i = 0; i < 2; i++)
