@@ -32,6 +32,7 @@
 #include "wl.h"
 
 #define SHARED_ERRNO EDOM /* getpgid in every thread */
+#define CAPGET_ERRNO EXFULL
 #define MAIN_SLACK   111111
 #define HOUR	     3600
 #define OVERRUNS     5
@@ -317,8 +318,13 @@ static void setup(void)
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
 		wl_die("PR_SET_NO_NEW_PRIVS failed: %m");
 	/* Installed before the threads exist: one filter all of them share. */
-	if (install(SYS_getpgid, SHARED_ERRNO))
-		wl_die("installing the shared seccomp filter failed: %m");
+	/*
+	 * Two filters before the threads exist, which all of them share. The
+	 * restorer itself calls capget in every thread: the engine must keep
+	 * the filters suspended in the threads it creates too.
+	 */
+	if (install(SYS_getpgid, SHARED_ERRNO) || install(SYS_capget, CAPGET_ERRNO))
+		wl_die("installing the shared seccomp filters failed: %m");
 	if (prctl(PR_SET_TIMERSLACK, MAIN_SLACK, 0, 0, 0))
 		wl_die("PR_SET_TIMERSLACK failed: %m");
 
@@ -397,6 +403,18 @@ static void check_seccomp(const char *who, int getsid_errno, long nr_filters)
 			  errno, getsid_errno);
 	else
 		wl_expect(r > 0, "%s: getsid gave %ld, errno %d; expected a session", who, r, errno);
+	{
+		struct {
+			uint32_t version;
+			int pid;
+		} h = { 0x20080522, 0 };
+		uint32_t d[6];
+
+		errno = 0;
+		r = syscall(SYS_capget, &h, d);
+		wl_expect(r == -1 && errno == CAPGET_ERRNO, "%s: capget gave %ld, errno %d; expected errno %d", who, r,
+			  errno, CAPGET_ERRNO);
+	}
 	r = (long)status_field("Seccomp_filters:", 10);
 	wl_expect(r == nr_filters || r == -1, "%s: %ld seccomp filters, expected %ld", who, r, nr_filters);
 }
@@ -502,7 +520,7 @@ static void check_thread(struct thr *t)
 	}
 	check_uids(t->name, t->uid);
 	check_sched(t);
-	check_seccomp(t->name, t->getsid_errno, 2);
+	check_seccomp(t->name, t->getsid_errno, 3);
 	check_signals(t);
 }
 
@@ -527,7 +545,7 @@ static void check(void)
 	struct itimerspec v, now = { { 0, 0 }, { 0, 1000000 } };
 	uint64_t shared = 0;
 
-	check_seccomp("main", 0, 1);
+	check_seccomp("main", 0, 2);
 	check_uids("main", 0);
 	wl_expect(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) == 1, "dumpable is %d, expected 1",
 		  prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
@@ -597,7 +615,8 @@ static int run_tsync(void)
 	pthread_t pt[2];
 	long r;
 
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || install(SYS_getpgid, SHARED_ERRNO))
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || install(SYS_getpgid, SHARED_ERRNO) ||
+	    install(SYS_capget, CAPGET_ERRNO))
 		wl_die("installing the shared seccomp filter failed: %m");
 	for (int i = 0; i < 2; i++)
 		if (pthread_create(&pt[i], NULL, tsync_thread, NULL))
@@ -606,7 +625,7 @@ static int run_tsync(void)
 		nap();
 	wl_ready();
 	wl_wait_go();
-	check_seccomp("main", 0, 1);
+	check_seccomp("main", 0, 2);
 	r = syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog);
 	wl_expect(r == 0, "a filter for all threads (TSYNC) gave %ld (a tid: that thread does not share the filter)",
 		  r);
