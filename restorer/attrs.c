@@ -230,22 +230,19 @@ static void itimer_real_fire(const struct restorer_args *a, const struct restore
 
 /*
  * The entries of @at's list that @tid queues: the leader those of the
- * process-wide queue and its own, any other thread its own. Returns how
- * many there were.
+ * process-wide queue and its own, any other thread its own.
  */
-static uint32_t queue_pending(const struct restorer_args *a, const struct restorer_attrs *at, int32_t tid, bool leader)
+static void queue_pending(const struct restorer_args *a, const struct restorer_attrs *at, int32_t tid, bool leader)
 {
 	const struct restorer_siginfo *p = (const void *)at->pending;
 	const struct restorer_posix_timer *t = (const void *)at->timers;
 	long pid = sys0(__NR_getpid), r;
-	uint32_t n = 0;
 
 	for (uint32_t i = 0; i < at->nr_pending; i++) {
 		int32_t sig;
 
 		if (p[i].tid != tid && !(leader && !p[i].tid))
 			continue;
-		n++;
 		memcpy(&sig, p[i].info, sizeof(sig));
 		if (p[i].queue) {
 			/* Any si_code may be sent to oneself, kernel ones included. */
@@ -261,7 +258,6 @@ static uint32_t queue_pending(const struct restorer_args *a, const struct restor
 		else if (p[i].fire >= 0)
 			timer_fire(a, &t[p[i].fire]);
 	}
-	return n;
 }
 
 /* The words the threads meet at live in the argument area, which is writable. */
