@@ -11,6 +11,7 @@
  * After go each thread in turn checks its own state, then the armed timer
  * is made to fire and must reach B.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -368,12 +369,12 @@ static void setup(void)
 	}
 }
 
-/* A field of /proc/thread-self/status, as a number in @base. */
-static unsigned long long status_field(const char *key, int base)
+/* A field of a status file of /proc, as a number in @base. */
+static unsigned long long status_file_field(const char *path, const char *key, int base)
 {
 	char line[256];
 	unsigned long long v = ~0ull;
-	FILE *f = fopen("/proc/thread-self/status", "re");
+	FILE *f = fopen(path, "re");
 
 	while (f && fgets(line, sizeof(line), f))
 		if (!strncmp(line, key, strlen(key)))
@@ -381,6 +382,12 @@ static unsigned long long status_field(const char *key, int base)
 	if (f)
 		fclose(f);
 	return v;
+}
+
+/* A field of /proc/thread-self/status. */
+static unsigned long long status_field(const char *key, int base)
+{
+	return status_file_field("/proc/thread-self/status", key, base);
 }
 
 static uint64_t bit(int sig)
@@ -635,11 +642,55 @@ static int run_tsync(void)
 	return wl_finish();
 }
 
+/* "strict-thread": a thread in seccomp strict mode, spinning; a dump must refuse it, naming it. */
+static void *strict_thread(void *arg)
+{
+	static volatile unsigned long spins;
+
+	(void)arg;
+	if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_STRICT, 0, 0, 0))
+		wl_die("strict mode failed: %m");
+	for (;;)
+		spins++;
+	return NULL;
+}
+
+static int run_strict_thread(void)
+{
+	pthread_t pt;
+	char path[64];
+
+	if (pthread_create(&pt, NULL, strict_thread, NULL))
+		wl_die("pthread_create failed");
+	/* Ready once the thread is in strict mode. */
+	for (;;) {
+		struct dirent *e;
+		DIR *d = opendir("/proc/self/task");
+		bool strict = false;
+
+		while (d && (e = readdir(d)))
+			if (atoi(e->d_name) > 0 && atoi(e->d_name) != getpid()) {
+				snprintf(path, sizeof(path), "/proc/self/task/%d/status", atoi(e->d_name));
+				strict = status_file_field(path, "Seccomp:", 10) == 1;
+			}
+		if (d)
+			closedir(d);
+		if (strict)
+			break;
+		nap();
+	}
+	wl_ready();
+	wl_wait_go();
+	return wl_finish();
+}
+
 int main(int argc, char **argv)
 {
-	wl_init(argc, argv, 0, "[tsync]");
+	wl_init(argc, argv, 0, "[tsync|strict-thread]");
 	if (argc > 2 && !strcmp(argv[2], "tsync"))
 		return run_tsync();
+	if (argc > 2 && !strcmp(argv[2], "strict-thread"))
+		return run_strict_thread();
 	setup();
 	wl_ready();
 	wl_wait_go();
