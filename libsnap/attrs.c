@@ -35,19 +35,29 @@ static const char *const rlimit_names[RLIM_NLIMITS] = {
 	[RLIMIT_RTPRIO] = "RLIMIT_RTPRIO",     [RLIMIT_RTTIME] = "RLIMIT_RTTIME",
 };
 
+/* The image messages of one thread. */
+struct thread_img {
+	ThreadAttrsEntry th;
+	SchedEntry sched;
+	CredsEntry creds;
+	uint32_t *groups;
+	ProtobufCBinaryData *pending;
+	SeccompFilterEntry *filters, **filtersp;
+};
+
 /* Everything the image messages of one dump point to. */
 struct attrs_img {
 	TaskAttrsEntry ta;
-	ThreadAttrsEntry th;
 	CredsEntry creds;
 	uint32_t *groups;
 	ItimerEntry itimers[3];
 	RlimitEntry rl[RLIM_NLIMITS], *rlp[RLIM_NLIMITS];
-	SchedEntry sched;
 	PosixTimerEntry *timers, **timersp;
-	ProtobufCBinaryData *shared, *pending;
+	ProtobufCBinaryData *shared;
 	FileLockEntry **locksp;
-	SeccompFilterEntry *filters, **filtersp;
+	struct thread_img *threads;
+	ThreadAttrsEntry **thp;
+	size_t nr_threads;
 };
 
 /* ---- dump ---- */
@@ -66,55 +76,21 @@ static int read_oom_score_adj(struct snap_ctx *ctx, pid_t pid, int *ret)
 	return 0;
 }
 
-int sched_collect(struct snap_ctx *ctx, pid_t tid, struct task_attrs *at)
+int sched_collect(struct snap_ctx *ctx, pid_t tid, struct thread_attrs *ta)
 {
 	long n;
 
-	memset(&at->sched, 0, sizeof(at->sched));
-	if (syscall(SYS_sched_getattr, tid, &at->sched, sizeof(at->sched), 0))
+	memset(&ta->sched, 0, sizeof(ta->sched));
+	if (syscall(SYS_sched_getattr, tid, &ta->sched, sizeof(ta->sched), 0))
 		return snap_fail(ctx, -errno, "tid %d: cannot read its scheduling policy: %m", tid);
-	n = syscall(SYS_sched_getaffinity, tid, sizeof(at->affinity), at->affinity);
+	n = syscall(SYS_sched_getaffinity, tid, sizeof(ta->affinity), ta->affinity);
 	if (n < 0)
 		return snap_fail(ctx, -errno, "tid %d: cannot read its CPU affinity: %m", tid);
-	at->affinity_len = (size_t)n;
+	ta->affinity_len = (size_t)n;
 	n = syscall(SYS_ioprio_get, IOPRIO_WHO_PROCESS, tid);
 	if (n < 0)
 		return snap_fail(ctx, -errno, "tid %d: cannot read its I/O priority: %m", tid);
-	at->ioprio = (uint32_t)n;
-	return 0;
-}
-
-/*
- * The per-thread attributes are dumped for the main thread only so far:
- * another thread with signals of its own pending or with seccomp filters
- * is refused rather than restored without them.
- */
-static int check_other_threads(struct snap_ctx *ctx, struct dump_task *t)
-{
-	for (size_t i = 1; i < t->nr_threads; i++) {
-		struct proc_status st;
-		char name[64];
-		FILE *f;
-		int r;
-
-		snprintf(name, sizeof(name), "task/%d/status", t->threads[i].tid);
-		f = proc_fopen(t->pid, name);
-		if (!f)
-			return snap_fail(ctx, -errno, "pid %d: cannot open /proc/%d/%s: %m", t->pid, t->pid, name);
-		r = proc_parse_status(f, &st);
-		fclose(f);
-		if (r)
-			return snap_fail(ctx, r, "pid %d: malformed /proc/%d/%s", t->pid, t->pid, name);
-		if (st.sig_pnd)
-			return snap_fail(
-				ctx, -EOPNOTSUPP,
-				"pid %d: tid %d has signals pending for itself (mask %#llx), not supported yet", t->pid,
-				t->threads[i].tid, (unsigned long long)st.sig_pnd);
-		if (st.seccomp)
-			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: tid %d has seccomp filters of its own, not supported yet", t->pid,
-					 t->threads[i].tid);
-	}
+	ta->ioprio = (uint32_t)n;
 	return 0;
 }
 
@@ -126,12 +102,12 @@ int attrs_collect(struct snap_ctx *ctx, struct dump_task *t)
 	if (!at)
 		return snap_fail(ctx, -ENOMEM, "out of memory");
 	t->attrs = at;
-	r = check_other_threads(ctx, t);
-	if (r)
-		return r;
+	at->threads = calloc(t->nr_threads, sizeof(*at->threads));
+	if (!at->threads)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
 	r = read_oom_score_adj(ctx, t->pid, &at->oom_score_adj);
-	if (!r)
-		r = sched_collect(ctx, t->pid, at);
+	for (size_t i = 0; !r && i < t->nr_threads; i++)
+		r = sched_collect(ctx, t->threads[i].tid, &at->threads[i]);
 	if (!r)
 		r = seccomp_collect(ctx, t);
 	if (!r)
@@ -172,7 +148,59 @@ static void itimer_to_image(const struct parasite_itimer *v, ItimerEntry *e)
 	e->interval_us = v->interval_sec * 1000000 + v->interval_usec;
 }
 
-int attrs_to_image(struct snap_ctx *ctx, struct dump_task *t, TaskCoreEntry *tce, ThreadCoreEntry *tc)
+/* @creds: the main thread's, or NULL for the main thread itself. */
+static int thread_to_image(struct snap_ctx *ctx, const struct dump_thread *dt, const struct thread_attrs *ta,
+			   const struct parasite_creds *creds, struct thread_img *ti)
+{
+	const struct restorer_sched_attr *s = &ta->sched;
+
+	thread_attrs_entry__init(&ti->th);
+	ti->pending = calloc(ta->nr_pending ? ta->nr_pending : 1, sizeof(*ti->pending));
+	ti->filters = calloc(ta->nr_seccomp ? ta->nr_seccomp : 1, sizeof(*ti->filters));
+	ti->filtersp = calloc(ta->nr_seccomp ? ta->nr_seccomp : 1, sizeof(*ti->filtersp));
+	if (!ti->pending || !ti->filters || !ti->filtersp)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	sched_entry__init(&ti->sched);
+	ti->sched.policy = s->policy;
+	ti->sched.flags = s->flags;
+	ti->sched.nice = s->nice;
+	ti->sched.priority = s->priority;
+	ti->sched.runtime = s->runtime;
+	ti->sched.deadline = s->deadline;
+	ti->sched.period = s->period;
+	ti->sched.util_min = s->util_min;
+	ti->sched.util_max = s->util_max;
+	ti->th.sched = &ti->sched;
+	ti->th.affinity = (ProtobufCBinaryData){ ta->affinity_len, (uint8_t *)ta->affinity };
+	ti->th.ioprio = ta->ioprio;
+	ti->th.timer_slack_ns = dt->info.timer_slack_ns;
+	for (size_t i = 0; i < ta->nr_pending; i++)
+		ti->pending[i] = (ProtobufCBinaryData){ ATTRS_SIGINFO_SIZE, ta->pending[i] };
+	ti->th.pending = ti->pending;
+	ti->th.n_pending = ta->nr_pending;
+	ti->th.seccomp_mode = ta->nr_seccomp ? 2 : 0;
+	for (size_t i = 0; i < ta->nr_seccomp; i++) {
+		seccomp_filter_entry__init(&ti->filters[i]);
+		ti->filters[i].prog = (ProtobufCBinaryData){ ta->seccomp[i].len * 8ul, ta->seccomp[i].prog };
+		ti->filters[i].flags = ta->seccomp[i].flags;
+		ti->filtersp[i] = &ti->filters[i];
+	}
+	ti->th.seccomp = ti->filtersp;
+	ti->th.n_seccomp = ta->nr_seccomp;
+	/* Credentials are per thread in the kernel; glibc changes them in all threads at once, so mostly alike. */
+	if (creds && creds_differ(&dt->info.creds, creds)) {
+		int r;
+
+		creds_entry__init(&ti->creds);
+		r = creds_to_image(ctx, &dt->info.creds, &ti->creds, &ti->groups);
+		if (r)
+			return r;
+		ti->th.creds = &ti->creds;
+	}
+	return 0;
+}
+
+int attrs_to_image(struct snap_ctx *ctx, struct dump_task *t, TaskCoreEntry *tce)
 {
 	struct task_attrs *at = t->attrs;
 	const struct parasite_attrs *pa = at->pa;
@@ -184,10 +212,9 @@ int attrs_to_image(struct snap_ctx *ctx, struct dump_task *t, TaskCoreEntry *tce
 		return snap_fail(ctx, -ENOMEM, "out of memory");
 	at->img = img;
 	task_attrs_entry__init(&img->ta);
-	thread_attrs_entry__init(&img->th);
 
 	creds_entry__init(&img->creds);
-	r = creds_to_image(ctx, pa, &img->creds, &img->groups);
+	r = creds_to_image(ctx, &pa->creds, &img->creds, &img->groups);
 	if (r)
 		return r;
 	img->ta.creds = &img->creds;
@@ -217,12 +244,10 @@ int attrs_to_image(struct snap_ctx *ctx, struct dump_task *t, TaskCoreEntry *tce
 	img->timers = calloc(n ? n : 1, sizeof(*img->timers));
 	img->timersp = calloc(n ? n : 1, sizeof(*img->timersp));
 	img->shared = calloc(at->nr_shared ? at->nr_shared : 1, sizeof(*img->shared));
-	img->pending = calloc(at->nr_pending ? at->nr_pending : 1, sizeof(*img->pending));
 	img->locksp = calloc(at->nr_locks ? at->nr_locks : 1, sizeof(*img->locksp));
-	img->filters = calloc(at->nr_seccomp ? at->nr_seccomp : 1, sizeof(*img->filters));
-	img->filtersp = calloc(at->nr_seccomp ? at->nr_seccomp : 1, sizeof(*img->filtersp));
-	if (!img->timers || !img->timersp || !img->shared || !img->pending || !img->locksp || !img->filters ||
-	    !img->filtersp)
+	img->threads = calloc(t->nr_threads, sizeof(*img->threads));
+	img->thp = calloc(t->nr_threads, sizeof(*img->thp));
+	if (!img->timers || !img->timersp || !img->shared || !img->locksp || !img->threads || !img->thp)
 		return snap_fail(ctx, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
 		const struct proc_posix_timer *pt = &at->timers[i];
@@ -255,38 +280,23 @@ int attrs_to_image(struct snap_ctx *ctx, struct dump_task *t, TaskCoreEntry *tce
 	img->ta.file_locks = img->locksp;
 	img->ta.n_file_locks = at->nr_locks;
 
-	sched_entry__init(&img->sched);
-	img->sched.policy = at->sched.policy;
-	img->sched.flags = at->sched.flags;
-	img->sched.nice = at->sched.nice;
-	img->sched.priority = at->sched.priority;
-	img->sched.runtime = at->sched.runtime;
-	img->sched.deadline = at->sched.deadline;
-	img->sched.period = at->sched.period;
-	img->sched.util_min = at->sched.util_min;
-	img->sched.util_max = at->sched.util_max;
-	img->th.sched = &img->sched;
-	img->th.affinity = (ProtobufCBinaryData){ at->affinity_len, at->affinity };
-	img->th.ioprio = at->ioprio;
-	img->th.timer_slack_ns = pa->timer_slack_ns;
-	for (size_t i = 0; i < at->nr_pending; i++)
-		img->pending[i] = (ProtobufCBinaryData){ ATTRS_SIGINFO_SIZE, at->pending[i] };
-	img->th.pending = img->pending;
-	img->th.n_pending = at->nr_pending;
-	img->th.seccomp_mode = at->nr_seccomp ? 2 : 0;
-	for (size_t i = 0; i < at->nr_seccomp; i++) {
-		seccomp_filter_entry__init(&img->filters[i]);
-		img->filters[i].prog = (ProtobufCBinaryData){ at->seccomp[i].len * 8ul, at->seccomp[i].prog };
-		img->filters[i].flags = at->seccomp[i].flags;
-		img->filtersp[i] = &img->filters[i];
+	for (size_t i = 0; i < t->nr_threads; i++) {
+		img->nr_threads++;
+		r = thread_to_image(ctx, &t->threads[i], &at->threads[i], i ? &pa->creds : NULL, &img->threads[i]);
+		if (r)
+			return r;
+		img->thp[i] = &img->threads[i].th;
 	}
-	img->th.seccomp = img->filtersp;
-	img->th.n_seccomp = at->nr_seccomp;
-
 	tce->attrs = &img->ta;
-	tc->attrs = &img->th;
 	/* What restore would refuse, refused now while the process can still run on. */
-	return timers_plan(ctx, &img->ta, &img->th, t->pid, NULL);
+	return timers_plan(ctx, &img->ta, img->thp, t->nr_threads, t->pid, NULL);
+}
+
+ThreadAttrsEntry *attrs_thread_image(const struct dump_task *t, size_t i)
+{
+	const struct attrs_img *img = t->attrs ? t->attrs->img : NULL;
+
+	return img && i < img->nr_threads ? img->thp[i] : NULL;
 }
 
 void attrs_free(struct dump_task *t)
@@ -300,19 +310,29 @@ void attrs_free(struct dump_task *t)
 		free(at->img->timers);
 		free(at->img->timersp);
 		free(at->img->shared);
-		free(at->img->pending);
 		free(at->img->locksp);
-		free(at->img->filters);
-		free(at->img->filtersp);
+		for (size_t i = 0; i < at->img->nr_threads; i++) {
+			free(at->img->threads[i].pending);
+			free(at->img->threads[i].filters);
+			free(at->img->threads[i].filtersp);
+			free(at->img->threads[i].groups);
+		}
+		free(at->img->threads);
+		free(at->img->thp);
 		free(at->img);
 	}
-	for (size_t i = 0; i < at->nr_seccomp; i++)
-		free(at->seccomp[i].prog);
-	free(at->seccomp);
+	for (size_t k = 0; at->threads && k < t->nr_threads; k++) {
+		struct thread_attrs *ta = &at->threads[k];
+
+		for (size_t i = 0; i < ta->nr_seccomp; i++)
+			free(ta->seccomp[i].prog);
+		free(ta->seccomp);
+		free(ta->pending);
+	}
+	free(at->threads);
 	free(at->timers);
 	free(at->locks);
 	free(at->pa);
-	free(at->pending);
 	free(at->shared);
 	free(at);
 	t->attrs = NULL;
@@ -426,16 +446,16 @@ static int validate_thread(struct snap_ctx *ctx, const ThreadAttrsEntry *th, int
 	return 0;
 }
 
-int attrs_validate(struct snap_ctx *ctx, const TaskCoreEntry *core, const ThreadCoreEntry *thread,
+int attrs_validate(struct snap_ctx *ctx, const TaskCoreEntry *core, ThreadCoreEntry *const *threads, size_t nr_threads,
 		   const struct files_image *files)
 {
 	const FsEntry *fs = files->fs;
 	const TaskAttrsEntry *ta = core->attrs;
-	const ThreadAttrsEntry *th = thread->attrs;
-	int pid = thread->tid, own_oom = 0, r;
+	int pid = threads[0]->tid, own_oom = 0, r;
 	struct stat st;
 
-	if (!ta || !th)
+	/* Other threads have none in images of a version that refused their own signals and filters. */
+	if (!ta || !threads[0]->attrs)
 		return snap_fail(ctx, -EINVAL, "image core-%d.img: no attributes (signals, timers, credentials)", pid);
 	if (strcmp(fs->root, "/") && (fs->root[0] != '/' || stat(fs->root, &st) || !S_ISDIR(st.st_mode)))
 		return snap_fail(ctx, -ENOENT, "pid %d: its root directory %s no longer exists", pid, fs->root);
@@ -458,15 +478,23 @@ int attrs_validate(struct snap_ctx *ctx, const TaskCoreEntry *core, const Thread
 	if (ta->thp_disable & ~(1u | PR_THP_DISABLE_EXCEPT_ADVISED) || (!(ta->thp_disable & 1) && ta->thp_disable))
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d: THP disable mode 0x%x is unknown here", pid,
 				 ta->thp_disable);
-	r = validate_thread(ctx, th, pid);
+	for (size_t i = 0; !r && i < nr_threads; i++) {
+		const ThreadAttrsEntry *th = threads[i]->attrs;
+
+		if (!th)
+			continue;
+		r = validate_thread(ctx, th, threads[i]->tid);
+		if (!r)
+			r = seccomp_validate(ctx, th, threads[i]->tid);
+		if (!r && th->creds)
+			r = creds_validate(ctx, th->creds, threads[i]->tid);
+	}
 	if (!r)
 		r = creds_validate(ctx, ta->creds, pid);
 	if (!r)
-		r = timers_validate(ctx, ta, th, pid);
+		r = timers_validate(ctx, ta, threads, nr_threads);
 	if (!r)
-		r = signals_validate(ctx, ta, th, pid);
-	if (!r)
-		r = seccomp_validate(ctx, th, pid);
+		r = signals_validate(ctx, ta, threads, nr_threads);
 	if (!r)
 		r = locks_validate(ctx, ta, files, pid);
 	return r;
@@ -482,27 +510,80 @@ void attrs_detach(struct snap_ctx *ctx, TaskCoreEntry *core, int pid)
 	}
 }
 
-unsigned long attrs_ptrace_options(const TaskCoreEntry *core, const ThreadCoreEntry *thread)
+unsigned long attrs_ptrace_options(const TaskCoreEntry *core, ThreadCoreEntry *const *threads, size_t nr_threads)
 {
+	(void)core;
 	/* The filters are installed before the restorer's last system calls and the engine's cleanup. */
-	return thread->attrs && thread->attrs->n_seccomp ? PTRACE_O_SUSPEND_SECCOMP : 0;
+	for (size_t i = 0; i < nr_threads; i++)
+		if (threads[i]->attrs && threads[i]->attrs->n_seccomp)
+			return PTRACE_O_SUSPEND_SECCOMP;
+	return 0;
 }
 
-size_t attrs_args_size(const TaskCoreEntry *core, const ThreadCoreEntry *thread)
+/*
+ * How many filters, oldest first, every thread has alike: those the leader
+ * installs before it creates the others, which inherit them, so that they
+ * stay one filter shared as before (SECCOMP_FILTER_FLAG_TSYNC from any
+ * thread needs that). The kernel does not tell a shared filter from equal
+ * ones installed by each thread: equal ones at the bottom of every chain
+ * are taken for shared, the rest are installed by each thread for itself.
+ */
+static size_t shared_seccomp(ThreadCoreEntry *const *threads, size_t nr_threads)
+{
+	const ThreadAttrsEntry *lead = threads[0]->attrs;
+	size_t n = lead->n_seccomp;
+
+	for (size_t i = 1; i < nr_threads && n; i++) {
+		const ThreadAttrsEntry *th = threads[i]->attrs;
+		size_t k = 0;
+
+		if (!th) {
+			n = 0;
+			break;
+		}
+		while (k < n && k < th->n_seccomp && th->seccomp[k]->flags == lead->seccomp[k]->flags &&
+		       th->seccomp[k]->prog.len == lead->seccomp[k]->prog.len &&
+		       !memcmp(th->seccomp[k]->prog.data, lead->seccomp[k]->prog.data, th->seccomp[k]->prog.len))
+			k++;
+		n = k;
+	}
+	return n;
+}
+
+static size_t nr_pending_all(const TaskAttrsEntry *ta, ThreadCoreEntry *const *threads, size_t nr_threads)
+{
+	size_t n = ta->n_shared_pending;
+
+	for (size_t i = 0; i < nr_threads; i++)
+		if (threads[i]->attrs)
+			n += threads[i]->attrs->n_pending;
+	return n;
+}
+
+size_t attrs_args_size(const TaskCoreEntry *core, ThreadCoreEntry *const *threads, size_t nr_threads)
 {
 	const TaskAttrsEntry *ta = core->attrs;
-	const ThreadAttrsEntry *th = thread->attrs;
 	size_t n;
 
-	if (!ta || !th)
+	if (!ta || !threads[0]->attrs)
 		return 0;
 	n = ALIGN64(sizeof(struct restorer_attrs)) + ALIGN64(ta->n_rlimits * sizeof(struct restorer_rlimit)) +
 	    ALIGN64(ta->n_posix_timers * sizeof(struct restorer_posix_timer)) +
-	    ALIGN64((ta->n_shared_pending + th->n_pending + 1) * sizeof(struct restorer_siginfo)) +
-	    ALIGN64(ta->creds->n_groups * sizeof(uint32_t)) + ALIGN64(sizeof(struct restorer_thread_attrs)) +
-	    ALIGN64(th->affinity.len) + ALIGN64(th->n_seccomp * sizeof(struct restorer_seccomp_filter));
-	for (size_t i = 0; i < th->n_seccomp; i++)
-		n += ALIGN64(th->seccomp[i]->prog.len);
+	    ALIGN64((nr_pending_all(ta, threads, nr_threads) + 1) * sizeof(struct restorer_siginfo)) +
+	    ALIGN64(ta->creds->n_groups * sizeof(uint32_t)) +
+	    ALIGN64(nr_threads * sizeof(struct restorer_thread_attrs)) +
+	    ALIGN64(threads[0]->attrs->n_seccomp * sizeof(struct restorer_seccomp_filter));
+	for (size_t k = 0; k < nr_threads; k++) {
+		const ThreadAttrsEntry *th = threads[k]->attrs;
+
+		if (!th)
+			continue;
+		n += ALIGN64(th->affinity.len) + ALIGN64(th->n_seccomp * sizeof(struct restorer_seccomp_filter));
+		if (th->creds)
+			n += ALIGN64(th->creds->n_groups * sizeof(uint32_t));
+		for (size_t i = 0; i < th->n_seccomp; i++)
+			n += ALIGN64(th->seccomp[i]->prog.len);
+	}
 	return n + 64;
 }
 
@@ -548,88 +629,44 @@ static void *take(uint8_t **cur, uint8_t *end, size_t size)
 	return p;
 }
 
-int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, const ThreadCoreEntry *thread,
-		    struct restorer_args *a, uint8_t **cur, uint8_t *end)
+/* Copies filters [from, to) of @th into the argument area as @sf[]. */
+static int fill_seccomp(struct snap_ctx *ctx, const ThreadAttrsEntry *th, size_t from, size_t to,
+			struct restorer_seccomp_filter *sf, uint8_t **cur, uint8_t *end)
 {
-	const TaskAttrsEntry *ta = core->attrs;
+	for (size_t i = from; i < to; i++) {
+		void *prog = take(cur, end, th->seccomp[i]->prog.len);
+
+		if (!prog)
+			return snap_fail(ctx, -ENOMEM, "restorer arguments for the seccomp filters do not fit");
+		memcpy(prog, th->seccomp[i]->prog.data, th->seccomp[i]->prog.len);
+		sf[i - from] =
+			(struct restorer_seccomp_filter){ (uint64_t)prog, (uint32_t)(th->seccomp[i]->prog.len / 8),
+							  (uint32_t)th->seccomp[i]->flags };
+	}
+	return 0;
+}
+
+/* Scheduling, affinity, I/O priority, timer slack and the filters of its own of one thread. */
+static int fill_thread(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const ThreadCoreEntry *thread, size_t shared,
+		       struct restorer_thread_attrs *rth, uint8_t **cur, uint8_t *end)
+{
 	const ThreadAttrsEntry *th = thread->attrs;
+	const CredsEntry *creds = th->creds ? th->creds : ta->creds;
 	const SchedEntry *s = th->sched;
-	struct restorer_attrs *ra = take(cur, end, sizeof(*ra));
-	struct restorer_rlimit *rl = take(cur, end, ta->n_rlimits * sizeof(*rl));
-	struct restorer_posix_timer *pt = take(cur, end, ta->n_posix_timers * sizeof(*pt));
-	struct restorer_siginfo *sig = take(cur, end, (ta->n_shared_pending + th->n_pending + 1) * sizeof(*sig));
-	uint32_t *groups = take(cur, end, ta->creds->n_groups * sizeof(uint32_t));
-	struct restorer_thread_attrs *rth = take(cur, end, sizeof(*rth));
 	uint8_t *mask = take(cur, end, th->affinity.len);
-	struct restorer_seccomp_filter *sf = take(cur, end, th->n_seccomp * sizeof(*sf));
-	uint32_t *how = calloc(ta->n_posix_timers + 1, sizeof(*how));
+	struct restorer_seccomp_filter *sf = take(cur, end, (th->n_seccomp - shared) * sizeof(*sf));
+	uint32_t *groups = take(cur, end, th->creds ? th->creds->n_groups * sizeof(uint32_t) : 0);
 	int r;
 
-	if (!ra || !rl || !pt || !sig || !groups || !rth || !mask || !sf || !how) {
-		free(how);
+	if (!mask || !sf || !groups)
 		return snap_fail(ctx, -ENOMEM, "restorer arguments for the attributes do not fit");
-	}
-	memset(ra, 0, sizeof(*ra));
-	ra->personality = core->personality;
-	ra->dumpable = ta->dumpable;
-	ra->pdeathsig = ta->pdeathsig;
-	ra->child_subreaper = ta->child_subreaper;
-	ra->thp_disable = ta->thp_disable;
-	for (size_t i = 0; i < ta->n_rlimits; i++)
-		rl[i] = (struct restorer_rlimit){ ta->rlimits[i]->resource, 0, ta->rlimits[i]->cur,
-						  ta->rlimits[i]->max };
-	ra->nr_rlimits = (uint32_t)ta->n_rlimits;
-	ra->rlimits = (uint64_t)rl;
-	{
-		const ItimerEntry *it[3] = { ta->itimer_real, ta->itimer_virtual, ta->itimer_prof };
-		uint64_t tick = cpu_itimer_tick_us();
-
-		for (int i = 0; i < 3; i++) {
-			uint64_t v = it[i]->value_us;
-
-			/* setitimer adds a tick to CPU-time timers; what getitimer read already has it. */
-			if (i && v > tick)
-				v -= tick;
-			ra->itimers[i] =
-				(struct restorer_itimer){ v / 1000000, v % 1000000, it[i]->interval_us / 1000000,
-							  it[i]->interval_us % 1000000 };
-		}
-	}
-	r = timers_plan(ctx, ta, th, thread->tid, how);
-	if (r) {
-		free(how);
-		return r;
-	}
-	for (size_t i = 0; i < ta->n_posix_timers; i++) {
-		const PosixTimerEntry *e = ta->posix_timers[i];
-
-		pt[i] = (struct restorer_posix_timer){
-			.id = e->id,
-			.clock_id = e->clock_id,
-			.notify = e->notify,
-			.signo = e->signo,
-			.notify_tid = e->has_notify_tid ? e->notify_tid : 0,
-			.overrun = e->overrun,
-			.sigval = e->sigval,
-			.value_ns = e->value_ns,
-			.interval_ns = e->interval_ns,
-			.how = how[i],
-		};
-	}
-	free(how);
-	/* Ascending ids: without PR_TIMER_CREATE_RESTORE_IDS the kernel hands out 0, 1, 2, ... */
-	qsort(pt, ta->n_posix_timers, sizeof(*pt), cmp_timer_id);
-	ra->nr_timers = (uint32_t)ta->n_posix_timers;
-	ra->timers = (uint64_t)pt;
-	ra->timer_ids_prctl = prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0) >= 0;
-	ra->nr_pending = (uint32_t)signals_fill_args(ta, thread, sig, pt);
-	ra->pending = (uint64_t)sig;
-
-	r = creds_fill_args(ctx, ta->creds, &ra->creds, groups);
-	if (r)
-		return r;
-
 	memset(rth, 0, sizeof(*rth));
+	if (th->creds) {
+		r = creds_fill_args(ctx, th->creds, &rth->creds, groups);
+		if (r)
+			return r;
+		rth->has_creds = 1;
+	}
 	rth->tid = thread->tid;
 	rth->ioprio = th->ioprio;
 	rth->timer_slack_ns = th->timer_slack_ns;
@@ -666,24 +703,115 @@ int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, const Threa
 	memcpy(mask, th->affinity.data, th->affinity.len);
 	rth->affinity = (uint64_t)mask;
 	rth->affinity_len = (uint32_t)th->affinity.len;
-	for (size_t i = 0; i < th->n_seccomp; i++) {
-		void *prog = take(cur, end, th->seccomp[i]->prog.len);
-
-		if (!prog)
-			return snap_fail(ctx, -ENOMEM, "restorer arguments for the seccomp filters do not fit");
-		memcpy(prog, th->seccomp[i]->prog.data, th->seccomp[i]->prog.len);
-		sf[i] = (struct restorer_seccomp_filter){ (uint64_t)prog, (uint32_t)(th->seccomp[i]->prog.len / 8),
-							  (uint32_t)th->seccomp[i]->flags };
-	}
-	rth->nr_seccomp = (uint32_t)th->n_seccomp;
+	rth->nr_seccomp = (uint32_t)(th->n_seccomp - shared);
 	rth->seccomp = (uint64_t)sf;
-	/* Installing filters needs no_new_privs or CAP_SYS_ADMIN: if the restored credentials have neither, before
-	 * them. */
-	ra->seccomp_before_creds = th->n_seccomp && !ta->creds->no_new_privs && !((ta->creds->cap_eff >> 21) & 1);
-	ra->nr_threads = 1;
+	/*
+	 * Installing filters needs no_new_privs or CAP_SYS_ADMIN: if the
+	 * restored credentials have neither, before them.
+	 */
+	rth->seccomp_before_creds = rth->nr_seccomp && !creds->no_new_privs && !creds_has_cap(creds, 21);
+	return fill_seccomp(ctx, th, shared, th->n_seccomp, sf, cur, end);
+}
+
+int attrs_fill_args(struct snap_ctx *ctx, const TaskCoreEntry *core, ThreadCoreEntry *const *threads, size_t nr_threads,
+		    struct restorer_args *a, uint8_t **cur, uint8_t *end)
+{
+	const TaskAttrsEntry *ta = core->attrs;
+	size_t nr_pending = nr_pending_all(ta, threads, nr_threads), shared = shared_seccomp(threads, nr_threads);
+	struct restorer_attrs *ra = take(cur, end, sizeof(*ra));
+	struct restorer_rlimit *rl = take(cur, end, ta->n_rlimits * sizeof(*rl));
+	struct restorer_posix_timer *pt = take(cur, end, ta->n_posix_timers * sizeof(*pt));
+	struct restorer_siginfo *sig = take(cur, end, (nr_pending + 1) * sizeof(*sig));
+	uint32_t *groups = take(cur, end, ta->creds->n_groups * sizeof(uint32_t));
+	struct restorer_thread_attrs *rth = take(cur, end, nr_threads * sizeof(*rth));
+	struct restorer_seccomp_filter *ssf = take(cur, end, shared * sizeof(*ssf));
+	uint32_t *how = calloc(ta->n_posix_timers + 1, sizeof(*how));
+	ThreadAttrsEntry **ths = calloc(nr_threads, sizeof(*ths));
+	int r;
+
+	if (!ra || !rl || !pt || !sig || !groups || !rth || !ssf || !how || !ths) {
+		free(how);
+		free(ths);
+		return snap_fail(ctx, -ENOMEM, "restorer arguments for the attributes do not fit");
+	}
+	memset(ra, 0, sizeof(*ra));
+	ra->personality = core->personality;
+	ra->dumpable = ta->dumpable;
+	ra->pdeathsig = ta->pdeathsig;
+	ra->child_subreaper = ta->child_subreaper;
+	ra->thp_disable = ta->thp_disable;
+	for (size_t i = 0; i < ta->n_rlimits; i++)
+		rl[i] = (struct restorer_rlimit){ ta->rlimits[i]->resource, 0, ta->rlimits[i]->cur,
+						  ta->rlimits[i]->max };
+	ra->nr_rlimits = (uint32_t)ta->n_rlimits;
+	ra->rlimits = (uint64_t)rl;
+	{
+		const ItimerEntry *it[3] = { ta->itimer_real, ta->itimer_virtual, ta->itimer_prof };
+		uint64_t tick = cpu_itimer_tick_us();
+
+		for (int i = 0; i < 3; i++) {
+			uint64_t v = it[i]->value_us;
+
+			/* setitimer adds a tick to CPU-time timers; what getitimer read already has it. */
+			if (i && v > tick)
+				v -= tick;
+			ra->itimers[i] =
+				(struct restorer_itimer){ v / 1000000, v % 1000000, it[i]->interval_us / 1000000,
+							  it[i]->interval_us % 1000000 };
+		}
+	}
+	for (size_t i = 0; i < nr_threads; i++)
+		ths[i] = threads[i]->attrs;
+	r = timers_plan(ctx, ta, ths, nr_threads, threads[0]->tid, how);
+	free(ths);
+	if (r) {
+		free(how);
+		return r;
+	}
+	for (size_t i = 0; i < ta->n_posix_timers; i++) {
+		const PosixTimerEntry *e = ta->posix_timers[i];
+
+		pt[i] = (struct restorer_posix_timer){
+			.id = e->id,
+			.clock_id = e->clock_id,
+			.notify = e->notify,
+			.signo = e->signo,
+			.notify_tid = e->has_notify_tid ? e->notify_tid : 0,
+			.overrun = e->overrun,
+			.sigval = e->sigval,
+			.value_ns = e->value_ns,
+			.interval_ns = e->interval_ns,
+			.how = how[i],
+		};
+	}
+	free(how);
+	/* Ascending ids: without PR_TIMER_CREATE_RESTORE_IDS the kernel hands out 0, 1, 2, ... */
+	qsort(pt, ta->n_posix_timers, sizeof(*pt), cmp_timer_id);
+	ra->nr_timers = (uint32_t)ta->n_posix_timers;
+	ra->timers = (uint64_t)pt;
+	ra->timer_ids_prctl = prctl(PR_TIMER_CREATE_RESTORE_IDS, PR_TIMER_CREATE_RESTORE_IDS_GET, 0, 0, 0) >= 0;
+	ra->nr_pending = (uint32_t)signals_fill_args(ta, threads, nr_threads, sig, pt);
+	ra->pending = (uint64_t)sig;
+
+	r = creds_fill_args(ctx, ta->creds, &ra->creds, groups);
+	if (r)
+		return r;
+
+	ra->nr_threads = 0;
+	for (size_t i = 0; i < nr_threads; i++) {
+		if (!threads[i]->attrs)
+			continue;
+		r = fill_thread(ctx, ta, threads[i], shared, &rth[ra->nr_threads], cur, end);
+		if (r)
+			return r;
+		ra->nr_threads++;
+	}
 	ra->threads = (uint64_t)rth;
+	r = fill_seccomp(ctx, threads[0]->attrs, 0, shared, ssf, cur, end);
+	ra->nr_shared_seccomp = (uint32_t)shared;
+	ra->shared_seccomp = (uint64_t)ssf;
 	a->attrs = (uint64_t)ra;
-	return 0;
+	return r;
 }
 
 int attrs_restore_child(struct snap_ctx *ctx, const TaskCoreEntry *core, const FsEntry *fs)

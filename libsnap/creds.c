@@ -63,49 +63,36 @@ static const char *cap_name(int cap)
 	return cap < (int)(sizeof(cap_names) / sizeof(cap_names[0])) ? cap_names[cap] : "a capability unknown here";
 }
 
-/*
- * The kernel keeps credentials per thread, the image per process (glibc
- * changes them in every thread at once): threads that differ are refused.
- */
-static int check_threads_agree(struct snap_ctx *ctx, struct dump_task *t)
-{
-	struct proc_status main_st, st;
-	int *tids = NULL, r;
-	size_t nr = 0;
-
-	r = proc_read_status(ctx, t->pid, &main_st);
-	if (!r)
-		r = proc_list_ids(ctx, t->pid, "task", &tids, &nr);
-	for (size_t i = 0; !r && i < nr; i++) {
-		if (tids[i] == t->pid)
-			continue;
-		r = proc_read_status(ctx, tids[i], &st);
-		if (!r &&
-		    (memcmp(st.uid, main_st.uid, sizeof(st.uid)) || memcmp(st.gid, main_st.gid, sizeof(st.gid)) ||
-		     st.cap_inh != main_st.cap_inh || st.cap_prm != main_st.cap_prm || st.cap_eff != main_st.cap_eff ||
-		     st.cap_bnd != main_st.cap_bnd || st.cap_amb != main_st.cap_amb))
-			r = snap_fail(ctx, -EOPNOTSUPP, "pid %d: thread %d has other credentials than the main thread",
-				      t->pid, tids[i]);
-	}
-	free(tids);
-	return r;
-}
-
 int creds_check(struct snap_ctx *ctx, struct dump_task *t)
 {
 	const struct parasite_attrs *pa = t->attrs->pa;
 
-	if (pa->nr_groups > PARASITE_MAX_GROUPS)
+	if (pa->creds.nr_groups > PARASITE_MAX_GROUPS)
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d is in %u supplementary groups; at most %u are supported",
-				 t->pid, pa->nr_groups, PARASITE_MAX_GROUPS);
+				 t->pid, pa->creds.nr_groups, PARASITE_MAX_GROUPS);
+	for (size_t i = 1; i < t->nr_threads; i++)
+		if (t->threads[i].info.creds.nr_groups > PARASITE_MAX_GROUPS)
+			return snap_fail(ctx, -EOPNOTSUPP,
+					 "pid %d: tid %d is in %u supplementary groups; at most %u are supported",
+					 t->pid, t->threads[i].tid, t->threads[i].info.creds.nr_groups,
+					 PARASITE_MAX_GROUPS);
 	/* SUID_DUMP_ROOT comes only from an exec with fs.suid_dumpable = 2; prctl sets 0 or 1. */
 	if (pa->dumpable > 1)
 		return snap_fail(ctx, -EOPNOTSUPP, "pid %d is in dumpable mode %u, which cannot be set again", t->pid,
 				 pa->dumpable);
-	return check_threads_agree(ctx, t);
+	return 0;
 }
 
-int creds_to_image(struct snap_ctx *ctx, const struct parasite_attrs *pa, CredsEntry *ce, uint32_t **groups)
+bool creds_differ(const struct parasite_creds *a, const struct parasite_creds *b)
+{
+	return memcmp(a->uid, b->uid, sizeof(a->uid)) || memcmp(a->gid, b->gid, sizeof(a->gid)) ||
+	       a->nr_groups != b->nr_groups || memcmp(a->groups, b->groups, a->nr_groups * sizeof(a->groups[0])) ||
+	       a->cap_inh != b->cap_inh || a->cap_prm != b->cap_prm || a->cap_eff != b->cap_eff ||
+	       a->cap_bnd != b->cap_bnd || a->cap_amb != b->cap_amb || a->secbits != b->secbits ||
+	       a->no_new_privs != b->no_new_privs;
+}
+
+int creds_to_image(struct snap_ctx *ctx, const struct parasite_creds *pa, CredsEntry *ce, uint32_t **groups)
 {
 	*groups = calloc(pa->nr_groups ? pa->nr_groups : 1, sizeof(uint32_t));
 	if (!*groups)

@@ -129,7 +129,6 @@ static int write_core(struct snap_ctx *ctx, struct dump_task *t, struct img_dir 
 {
 	SigactionEntry acts[PARASITE_NSIG], *actp[PARASITE_NSIG];
 	TaskCoreEntry tce = TASK_CORE_ENTRY__INIT;
-	ThreadCoreEntry leader_tc = THREAD_CORE_ENTRY__INIT;
 	struct img_writer *w;
 	int r;
 
@@ -153,17 +152,15 @@ static int write_core(struct snap_ctx *ctx, struct dump_task *t, struct img_dir 
 	r = img_writer_open(ctx, dir, IMG_KIND_CORE, t->pid, &w);
 	if (r)
 		return r;
-	/* Task-wide attributes, and the per-thread ones of the leader (other threads have none: see attrs.c). */
-	r = attrs_to_image(ctx, t, &tce, &leader_tc);
+	/* Task-wide attributes; each thread's own go with it. */
+	r = attrs_to_image(ctx, t, &tce);
 	if (!r)
 		r = img_write_msg(ctx, w, &tce.base);
 	for (size_t i = 0; !r && i < t->nr_threads; i++) {
 		ThreadCoreEntry tc = THREAD_CORE_ENTRY__INIT;
 		RseqEntry rseq = RSEQ_ENTRY__INIT;
 
-		if (i == 0)
-			tc.attrs = leader_tc.attrs;
-
+		tc.attrs = attrs_thread_image(t, i);
 		thread_to_image(&t->threads[i], &tc, &rseq);
 		r = arch_thread_to_image(ctx, &t->threads[i].state, &tc);
 		if (!r)

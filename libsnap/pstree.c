@@ -652,7 +652,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		host_pid[idx] = sender;
 		if (ptrace(PTRACE_SEIZE, sender, 0,
 			   PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD |
-				   attrs_ptrace_options(tree.tasks[idx].core, tree.tasks[idx].threads[0]))) {
+				   attrs_ptrace_options(tree.tasks[idx].core, tree.tasks[idx].threads,
+							tree.tasks[idx].nr_threads))) {
 			r = snap_fail(ctx, -errno, "pid %d: cannot trace the new process: %m", cs.pid);
 			break;
 		}

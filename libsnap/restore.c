@@ -153,7 +153,7 @@ int restore_task_read(struct snap_ctx *ctx, struct img_set *set, PstreeEntry *pe
 	if (!r)
 		r = files_image_validate(ctx, &rt->files);
 	if (!r)
-		r = attrs_validate(ctx, rt->core, rt->threads[0], &rt->files);
+		r = attrs_validate(ctx, rt->core, rt->threads, rt->nr_threads, &rt->files);
 	return r;
 }
 
@@ -429,7 +429,7 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct rest
 			t->stack_top = (uint64_t)stack + RESTORER_THREAD_STACK_SIZE;
 		}
 	}
-	r = attrs_fill_args(ctx, rt->core, rt->threads[0], a, &cur, end);
+	r = attrs_fill_args(ctx, rt->core, rt->threads, rt->nr_threads, a, &cur, end);
 	if (r)
 		return r;
 #undef ALLOC
@@ -566,7 +566,7 @@ void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct resto
 	for (size_t i = 0; i < rt->nr_threads; i++)
 		L.args_len += sizeof(struct restorer_thread) + arch_sigframe_size(rt->threads[i]) + 128 +
 			      (i ? RESTORER_THREAD_STACK_SIZE : 0);
-	L.args_len += attrs_args_size(rt->core, rt->threads[0]);
+	L.args_len += attrs_args_size(rt->core, rt->threads, rt->nr_threads);
 	L.args_len = align_up(L.args_len, ps);
 	L.region_len = blob_len + L.args_len + RESTORER_STACK_SIZE + align_up(special_total, ps) + premap_total;
 	r = find_hole(ctx, &self, mi, L.region_len, &L.region);
@@ -852,7 +852,7 @@ static int restore_finish_threads(struct snap_ctx *ctx, const struct restore_tas
 		return r;
 	if (ptrace(PTRACE_SETOPTIONS, pid, 0,
 		   PTRACE_O_EXITKILL | PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE |
-			   attrs_ptrace_options(rt->core, rt->threads[0])) ||
+			   attrs_ptrace_options(rt->core, rt->threads, rt->nr_threads)) ||
 	    ptrace(PTRACE_CONT, pid, 0, 0))
 		return snap_fail(ctx, -errno, "pid %d: cannot follow thread creation: %m", pid);
 	for (size_t i = 1; i < rt->nr_threads; i++) {
@@ -869,11 +869,12 @@ static int restore_finish_threads(struct snap_ctx *ctx, const struct restore_tas
 			r = expect_stop(ctx, pid, tid, status_fd, 0, PTRACE_EVENT_STOP, "starting a thread");
 		if (!r && ptrace(PTRACE_CONT, tid, 0, 0))
 			r = snap_fail(ctx, -errno, "pid %d: tid %d: cannot resume: %m", pid, tid);
-		if (!r)
-			r = expect_stop(ctx, pid, tid, status_fd, SIGTRAP, 0, "restoring a thread");
 		if (r)
 			return r;
 	}
+	/* Only now: a thread may wait for the leader's part of the attributes (restorer/attrs.c). */
+	for (size_t i = 1; !r && i < rt->nr_threads; i++)
+		r = expect_stop(ctx, pid, rt->threads[i]->tid, status_fd, SIGTRAP, 0, "restoring a thread");
 	r = expect_stop(ctx, pid, pid, status_fd, SIGTRAP, 0, "restoring the main thread");
 	for (size_t i = 0; !r && i < rt->nr_threads; i++)
 		r = step_through_sigreturn(ctx, pid, tids[i], status_fd);

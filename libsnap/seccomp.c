@@ -25,11 +25,9 @@ static bool uses_user_notif(const struct sock_filter *f, size_t len)
 	return false;
 }
 
-int seccomp_collect(struct snap_ctx *ctx, struct dump_task *t)
+static int collect_thread(struct snap_ctx *ctx, pid_t pid, pid_t tid, struct thread_attrs *at)
 {
-	struct task_attrs *at = t->attrs;
 	struct proc_status st;
-	pid_t tid = t->pid;
 	int r;
 
 	/* Read again: the status seize_task() read is from before the freeze, and the mode may have changed since. */
@@ -39,16 +37,18 @@ int seccomp_collect(struct snap_ctx *ctx, struct dump_task *t)
 	if (st.seccomp == 0)
 		return 0;
 	if (st.seccomp == 1)
-		return snap_fail(ctx, -EOPNOTSUPP,
-				 "tid %d runs in seccomp strict mode, which cannot be dumped (the parasite's system "
-				 "calls would kill it)",
-				 tid);
+		return snap_fail(
+			ctx, -EOPNOTSUPP,
+			"pid %d: tid %d runs in seccomp strict mode, which cannot be dumped (the parasite's system "
+			"calls would kill it)",
+			pid, tid);
 	/* The options seize_task() set, plus the suspension; detaching clears it again. */
 	if (ptrace(PTRACE_SETOPTIONS, tid, 0, PTRACE_O_TRACESYSGOOD | PTRACE_O_SUSPEND_SECCOMP))
-		return snap_fail(ctx, -errno,
-				 "tid %d has seccomp filters, which must be suspended for the dump: %m (it needs "
-				 "CAP_SYS_ADMIN)",
-				 tid);
+		return snap_fail(
+			ctx, -errno,
+			"pid %d: tid %d has seccomp filters, which must be suspended for the dump: %m (it needs "
+			"CAP_SYS_ADMIN)",
+			pid, tid);
 	for (unsigned long i = 0;; i++) {
 		struct __ptrace_seccomp_metadata md = { .filter_off = i };
 		struct dump_seccomp_filter *nf, *f;
@@ -57,9 +57,10 @@ int seccomp_collect(struct snap_ctx *ctx, struct dump_task *t)
 		if (n < 0 && errno == ENOENT)
 			break;
 		if (n < 0)
-			return snap_fail(ctx, -errno, "tid %d: cannot read seccomp filter %lu: %m", tid, i);
+			return snap_fail(ctx, -errno, "pid %d: tid %d: cannot read seccomp filter %lu: %m", pid, tid,
+					 i);
 		if (i >= ATTRS_MAX_SECCOMP)
-			return snap_fail(ctx, -EOPNOTSUPP, "tid %d has more than %d seccomp filters", tid,
+			return snap_fail(ctx, -EOPNOTSUPP, "pid %d: tid %d has more than %d seccomp filters", pid, tid,
 					 ATTRS_MAX_SECCOMP);
 		nf = realloc(at->seccomp, (at->nr_seccomp + 1) * sizeof(*nf));
 		if (!nf)
@@ -72,19 +73,30 @@ int seccomp_collect(struct snap_ctx *ctx, struct dump_task *t)
 			return snap_fail(ctx, -ENOMEM, "out of memory");
 		at->nr_seccomp++;
 		if (ptrace(PTRACE_SECCOMP_GET_FILTER, tid, (void *)i, f->prog) != n)
-			return snap_fail(ctx, -EIO, "tid %d: seccomp filter %lu changed while being read", tid, i);
+			return snap_fail(ctx, -EIO, "pid %d: tid %d: seccomp filter %lu changed while being read", pid,
+					 tid, i);
 		f->len = (uint32_t)n;
 		if (ptrace(PTRACE_SECCOMP_GET_METADATA, tid, sizeof(md), &md) < 0)
-			return snap_fail(ctx, -errno, "tid %d: cannot read the flags of seccomp filter %lu: %m", tid,
-					 i);
+			return snap_fail(ctx, -errno, "pid %d: tid %d: cannot read the flags of seccomp filter %lu: %m",
+					 pid, tid, i);
 		f->flags = md.flags;
 		if (uses_user_notif(f->prog, f->len))
 			return snap_fail(ctx, -EOPNOTSUPP,
-					 "tid %d: seccomp filter %lu hands system calls to a supervisor "
+					 "pid %d: tid %d: seccomp filter %lu hands system calls to a supervisor "
 					 "(SECCOMP_RET_USER_NOTIF), which cannot be restored",
-					 tid, i);
+					 pid, tid, i);
 	}
 	return 0;
+}
+
+/* Each thread has its own chain (threads inherit their creator's, then may add their own). */
+int seccomp_collect(struct snap_ctx *ctx, struct dump_task *t)
+{
+	int r = 0;
+
+	for (size_t i = 0; !r && i < t->nr_threads; i++)
+		r = collect_thread(ctx, t->pid, t->threads[i].tid, &t->attrs->threads[i]);
+	return r;
 }
 
 /* Whether this process runs under seccomp itself (then it may not suspend anyone's filters). */

@@ -62,14 +62,14 @@ static int peek_queue(struct snap_ctx *ctx, pid_t tid, bool shared, uint8_t (**r
  * already would swallow that; SIGKILL and SIGSTOP cannot be queued by a
  * process for itself as they were.
  */
-static int check_queue(struct snap_ctx *ctx, pid_t tid, uint8_t (*q)[ATTRS_SIGINFO_SIZE], size_t nr)
+static int check_queue(struct snap_ctx *ctx, pid_t pid, pid_t tid, uint8_t (*q)[ATTRS_SIGINFO_SIZE], size_t nr)
 {
 	for (size_t i = 0; i < nr; i++) {
 		int32_t sig;
 
 		memcpy(&sig, q[i], sizeof(sig));
 		if (sig == SIGTRAP || sig == SIGKILL || sig == SIGSTOP)
-			return snap_fail(ctx, -EOPNOTSUPP, "tid %d: a pending %s cannot be restored", tid,
+			return snap_fail(ctx, -EOPNOTSUPP, "pid %d: tid %d: a pending %s cannot be restored", pid, tid,
 					 sigabbrev_np(sig));
 	}
 	return 0;
@@ -95,15 +95,18 @@ int signals_collect(struct snap_ctx *ctx, struct dump_task *t)
 	if (!WIFSTOPPED(status) || (status >> 16) != PTRACE_EVENT_STOP)
 		return snap_fail(ctx, -ECHILD, "pid %d: the parasite %s instead of stopping", t->pid,
 				 ptrace_status_str(status, why, sizeof(why)));
-	r = peek_queue(ctx, t->pid, false, &at->pending, &at->nr_pending);
+	r = peek_queue(ctx, t->pid, false, &at->threads[0].pending, &at->threads[0].nr_pending);
 	if (!r)
 		r = peek_queue(ctx, t->pid, true, &at->shared, &at->nr_shared);
 	if (ptrace(PTRACE_CONT, t->pid, 0, 0) && !r)
 		r = snap_fail(ctx, -errno, "pid %d: cannot resume the parasite: %m", t->pid);
+	/* The other threads are still in the stop the freeze (or their turn of the parasite) left them in. */
+	for (size_t i = 1; !r && i < t->nr_threads; i++)
+		r = peek_queue(ctx, t->threads[i].tid, false, &at->threads[i].pending, &at->threads[i].nr_pending);
 	if (!r)
-		r = check_queue(ctx, t->pid, at->pending, at->nr_pending);
-	if (!r)
-		r = check_queue(ctx, t->pid, at->shared, at->nr_shared);
+		r = check_queue(ctx, t->pid, t->pid, at->shared, at->nr_shared);
+	for (size_t i = 0; !r && i < t->nr_threads; i++)
+		r = check_queue(ctx, t->pid, t->threads[i].tid, at->threads[i].pending, at->threads[i].nr_pending);
 	return r;
 }
 
@@ -124,11 +127,15 @@ static int validate_queue(struct snap_ctx *ctx, const ProtobufCBinaryData *q, si
 	return 0;
 }
 
-int signals_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const ThreadAttrsEntry *th, int pid)
+int signals_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, ThreadCoreEntry *const *threads, size_t nr_threads)
 {
-	int r = validate_queue(ctx, ta->shared_pending, ta->n_shared_pending, pid);
+	int r = validate_queue(ctx, ta->shared_pending, ta->n_shared_pending, threads[0]->tid);
 
-	return r ? r : validate_queue(ctx, th->pending, th->n_pending, pid);
+	for (size_t i = 0; !r && i < nr_threads; i++)
+		if (threads[i]->attrs)
+			r = validate_queue(ctx, threads[i]->attrs->pending, threads[i]->attrs->n_pending,
+					   threads[i]->tid);
+	return r;
 }
 
 static bool itimer_real_expired(const TaskAttrsEntry *ta)
@@ -145,15 +152,17 @@ static int timer_index(const struct restorer_posix_timer *timers, size_t n, int 
 	return -1;
 }
 
-size_t signals_fill_args(const TaskAttrsEntry *ta, const ThreadCoreEntry *thread, struct restorer_siginfo *out,
-			 const struct restorer_posix_timer *timers)
+size_t signals_fill_args(const TaskAttrsEntry *ta, ThreadCoreEntry *const *threads, size_t nr_threads,
+			 struct restorer_siginfo *out, const struct restorer_posix_timer *timers)
 {
 	size_t n = 0, nt = ta->n_posix_timers;
 	bool *done = calloc(nt ? nt : 1, sizeof(*done)), alarm_done = false;
 
-	for (int q = 0; q < 2; q++) {
-		const ProtobufCBinaryData *p = q ? thread->attrs->pending : ta->shared_pending;
-		size_t np = q ? thread->attrs->n_pending : ta->n_shared_pending;
+	/* Order counts within a queue only: the process-wide one, then each thread's own. */
+	for (size_t q = 0; q <= nr_threads; q++) {
+		const ThreadCoreEntry *thread = q ? threads[q - 1] : NULL;
+		const ProtobufCBinaryData *p = q ? (thread->attrs ? thread->attrs->pending : NULL) : ta->shared_pending;
+		size_t np = q ? (thread->attrs ? thread->attrs->n_pending : 0) : ta->n_shared_pending;
 
 		for (size_t i = 0; i < np; i++) {
 			int k = timers_find_expiry(ta, p[i].data);

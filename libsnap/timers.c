@@ -92,7 +92,8 @@ static bool expiry_is_current(const PosixTimerEntry *e)
 	return e->value_ns && e->value_ns <= e->interval_ns;
 }
 
-int timers_plan(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const ThreadAttrsEntry *th, int pid, uint32_t *how)
+int timers_plan(struct snap_ctx *ctx, const TaskAttrsEntry *ta, ThreadAttrsEntry *const *ths, size_t nr_threads,
+		int pid, uint32_t *how)
 {
 	size_t n = ta->n_posix_timers;
 	bool *fired = calloc(n ? n : 1, sizeof(*fired));
@@ -100,9 +101,11 @@ int timers_plan(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const ThreadAttr
 
 	if (!fired)
 		return snap_fail(ctx, -ENOMEM, "out of memory");
-	for (int q = 0; q < 2; q++) {
-		ProtobufCBinaryData *p = q ? th->pending : ta->shared_pending;
-		size_t np = q ? th->n_pending : ta->n_shared_pending;
+	/* The process-wide queue, then each thread's own. */
+	for (size_t q = 0; q <= nr_threads; q++) {
+		const ThreadAttrsEntry *th = q ? ths[q - 1] : NULL;
+		ProtobufCBinaryData *p = q ? (th ? th->pending : NULL) : ta->shared_pending;
+		size_t np = q ? (th ? th->n_pending : 0) : ta->n_shared_pending;
 
 		for (size_t i = 0; i < np; i++) {
 			int k = p[i].len == ATTRS_SIGINFO_SIZE ? timers_find_expiry(ta, p[i].data) : -1;
@@ -133,11 +136,6 @@ int timers_plan(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const ThreadAttr
 					ctx, -EOPNOTSUPP,
 					"pid %d: POSIX timer %d counted %d overruns but is not running periodically",
 					pid, e->id, e->overrun);
-			else if ((e->notify & PROC_SIGEV_THREAD_ID) && e->notify_tid != pid)
-				r = snap_fail(
-					ctx, -EOPNOTSUPP,
-					"pid %d: the overruns of POSIX timer %d (for tid %d) cannot be made again", pid,
-					e->id, e->notify_tid);
 			else if (cpu_clock_pid(e->clock_id) >= 0)
 				r = snap_fail(ctx, -EOPNOTSUPP,
 					      "pid %d: POSIX timer %d counted %d overruns of a CPU-time clock, which "
@@ -161,9 +159,20 @@ int timers_plan(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const ThreadAttr
 	return r;
 }
 
-int timers_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const ThreadAttrsEntry *th, int pid)
+/* Whether @tid is one of the threads of the image. */
+static bool image_has_thread(ThreadCoreEntry *const *threads, size_t nr, int tid)
+{
+	for (size_t i = 0; i < nr; i++)
+		if (threads[i]->tid == tid)
+			return true;
+	return false;
+}
+
+int timers_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, ThreadCoreEntry *const *threads, size_t nr_threads)
 {
 	size_t n = ta->n_posix_timers;
+	int pid = threads[0]->tid, r;
+	ThreadAttrsEntry **ths;
 	bool linear = true;
 
 	if (!ta->itimer_real || !ta->itimer_virtual || !ta->itimer_prof)
@@ -174,10 +183,12 @@ int timers_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const Thread
 		const PosixTimerEntry *e = ta->posix_timers[i];
 		int base = e->notify & ~PROC_SIGEV_THREAD_ID, cpu = cpu_clock_pid(e->clock_id);
 
+		/* A SIGEV_THREAD_ID timer, or a thread's CPU-time clock, names one of the threads. */
 		if (e->id < 0 || (base != PROC_SIGEV_SIGNAL && base != PROC_SIGEV_NONE) ||
 		    (base == PROC_SIGEV_SIGNAL && (e->signo < 1 || e->signo > 64)) ||
-		    ((e->notify & PROC_SIGEV_THREAD_ID) && (!e->has_notify_tid || e->notify_tid != pid)) ||
-		    (cpu > 0 && cpu != pid) || e->overrun < 0)
+		    ((e->notify & PROC_SIGEV_THREAD_ID) &&
+		     (!e->has_notify_tid || !image_has_thread(threads, nr_threads, e->notify_tid))) ||
+		    (cpu > 0 && !image_has_thread(threads, nr_threads, cpu)) || e->overrun < 0)
 			return snap_fail(ctx, -EINVAL, "image core-%d.img: bad POSIX timer %d", pid, e->id);
 		for (size_t j = 0; j < i; j++)
 			if (ta->posix_timers[j]->id == e->id)
@@ -198,5 +209,12 @@ int timers_validate(struct snap_ctx *ctx, const TaskAttrsEntry *ta, const Thread
 				 "pid %d: its POSIX timer ids cannot be reproduced: this kernel lacks "
 				 "PR_TIMER_CREATE_RESTORE_IDS (Linux 6.15)",
 				 pid);
-	return timers_plan(ctx, ta, th, pid, NULL);
+	ths = calloc(nr_threads, sizeof(*ths));
+	if (!ths)
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	for (size_t i = 0; i < nr_threads; i++)
+		ths[i] = threads[i]->attrs;
+	r = timers_plan(ctx, ta, ths, nr_threads, pid, NULL);
+	free(ths);
+	return r;
 }

@@ -22,7 +22,7 @@ struct k_itimerspec {
 	struct k_timespec interval, value;
 };
 
-static long dump_creds(struct parasite_attrs *at)
+long parasite_dump_creds(struct parasite_creds *at)
 {
 	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3, 0 };
 	struct __user_cap_data_struct data[2];
@@ -150,7 +150,7 @@ static long dump_timers(struct parasite_attrs *at)
 
 long parasite_dump_attrs(struct parasite_shared *sh)
 {
-	long r = dump_creds(&sh->attrs);
+	long r = parasite_dump_creds(&sh->attrs.creds);
 
 	if (!r)
 		r = dump_prctl(&sh->attrs);

@@ -6,5 +6,7 @@
 
 /* PARASITE_CMD_DUMP_ATTRS: fills sh->attrs; 0 or -errno of the failing call. */
 long parasite_dump_attrs(struct parasite_shared *sh);
+/* The calling thread's credentials; 0 or -errno. */
+long parasite_dump_creds(struct parasite_creds *c);
 
 #endif

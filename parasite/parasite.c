@@ -42,7 +42,11 @@ static long dump_thread(struct parasite_thread_info *ti)
 	ti->altstack_sp = ss.sp;
 	ti->altstack_size = ss.size;
 	ti->altstack_flags = ss.flags;
-	return 0;
+	r = sys_prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0);
+	if (r < 0)
+		return r;
+	ti->timer_slack_ns = (uint64_t)r;
+	return parasite_dump_creds(&ti->creds);
 }
 
 static long dump_misc(struct parasite_shared *sh)

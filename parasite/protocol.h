@@ -54,13 +54,29 @@ struct parasite_misc {
 	uint32_t pad;
 };
 
+/* Credentials, which the kernel keeps per thread. */
+#define PARASITE_MAX_GROUPS 1024
+
+struct parasite_creds {
+	uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
+	uint32_t nr_groups;	 /* may exceed PARASITE_MAX_GROUPS: then only that many are listed */
+	uint32_t groups[PARASITE_MAX_GROUPS];
+	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
+	uint32_t last_cap; /* highest capability number the kernel knows */
+	uint32_t secbits;
+	uint32_t no_new_privs;
+	uint32_t pad;
+};
+
 /* State only the thread itself can tell. */
 struct parasite_thread_info {
 	uint64_t clear_child_tid; /* PR_GET_TID_ADDRESS */
 	uint64_t altstack_sp;
 	uint64_t altstack_size;
 	int32_t altstack_flags;
-	int32_t ret; /* 0 or -errno */
+	int32_t ret;		 /* 0 or -errno */
+	uint64_t timer_slack_ns; /* PR_GET_TIMERSLACK */
+	struct parasite_creds creds;
 };
 
 /* Argument of thread mode. */
@@ -71,7 +87,6 @@ struct parasite_thread_args {
 };
 
 /* What only the task itself can tell: credentials, prctl state, timers. */
-#define PARASITE_MAX_GROUPS 1024
 #define PARASITE_MAX_TIMERS 512
 #define PARASITE_NR_RLIMITS 16 /* RLIM_NLIMITS */
 
@@ -86,18 +101,11 @@ struct parasite_posix_timer {
 };
 
 struct parasite_attrs {
-	uint32_t uid[4], gid[4]; /* real, effective, saved, fs */
-	uint32_t nr_groups;	 /* may exceed PARASITE_MAX_GROUPS: then only that many are listed */
-	uint32_t groups[PARASITE_MAX_GROUPS];
-	uint64_t cap_inh, cap_prm, cap_eff, cap_bnd, cap_amb;
-	uint32_t last_cap; /* highest capability number the kernel knows */
-	uint32_t secbits;
-	uint32_t no_new_privs;
+	struct parasite_creds creds; /* of the thread the parasite runs in */
 	uint32_t dumpable;
 	uint32_t pdeathsig;
 	uint32_t child_subreaper;
 	uint32_t thp_disable;
-	uint32_t pad;
 	uint64_t timer_slack_ns; /* of the thread the parasite runs in */
 	/* prlimit of another user's process needs CAP_SYS_RESOURCE; the process may read its own. */
 	struct {

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
+#include <linux/futex.h>
 #include <linux/prctl.h>
 #include <linux/seccomp.h>
 #include <linux/signal.h>
@@ -16,6 +17,7 @@
 #define K_TIMER_ABSTIME	     1
 #define K_CLOCK_MONOTONIC    1
 #define K_SI_TIMER	     (-2)
+#define K_SIGEV_THREAD_ID    4
 #define K_IOPRIO_WHO_PROCESS 1
 #define NSEC_PER_SEC	     1000000000ll
 /* A timer armed in the past expires at once; waiting longer than this means something is wrong. */
@@ -226,7 +228,11 @@ static void itimer_real_fire(const struct restorer_args *a, const struct restore
 
 /* ---- pending signals ---- */
 
-static void queue_pending(const struct restorer_args *a, const struct restorer_attrs *at)
+/*
+ * The entries of @at's list that @tid queues: the leader those of the
+ * process-wide queue and its own, any other thread its own.
+ */
+static void queue_pending(const struct restorer_args *a, const struct restorer_attrs *at, int32_t tid, bool leader)
 {
 	const struct restorer_siginfo *p = (const void *)at->pending;
 	const struct restorer_posix_timer *t = (const void *)at->timers;
@@ -235,6 +241,8 @@ static void queue_pending(const struct restorer_args *a, const struct restorer_a
 	for (uint32_t i = 0; i < at->nr_pending; i++) {
 		int32_t sig;
 
+		if (p[i].tid != tid && !(leader && !p[i].tid))
+			continue;
 		memcpy(&sig, p[i].info, sizeof(sig));
 		if (p[i].queue) {
 			/* Any si_code may be sent to oneself, kernel ones included. */
@@ -249,6 +257,40 @@ static void queue_pending(const struct restorer_args *a, const struct restorer_a
 			itimer_real_fire(a, at);
 		else if (p[i].fire >= 0)
 			timer_fire(a, &t[p[i].fire]);
+	}
+}
+
+/* The words the threads meet at live in the argument area, which is writable. */
+static void wait_at_least(const uint32_t *w, uint32_t want)
+{
+	for (;;) {
+		uint32_t v = __atomic_load_n(w, __ATOMIC_ACQUIRE);
+
+		if (v >= want)
+			return;
+		sys6(__NR_futex, w, FUTEX_WAIT_PRIVATE, v, 0, 0, 0);
+	}
+}
+
+static void add_and_wake(const uint32_t *w, uint32_t v)
+{
+	__atomic_add_fetch((uint32_t *)w, v, __ATOMIC_RELEASE);
+	sys6(__NR_futex, w, FUTEX_WAKE_PRIVATE, 0x7fffffff, 0, 0, 0);
+}
+
+/*
+ * The overrun counts of the timers whose signal @tid takes: a thread
+ * takes only from its own queue and the process-wide one.
+ */
+static void take_overruns(const struct restorer_args *a, const struct restorer_attrs *at, int32_t tid, bool leader)
+{
+	const struct restorer_posix_timer *t = (const void *)at->timers;
+
+	for (uint32_t i = 0; i < at->nr_timers; i++) {
+		int32_t to = t[i].notify & K_SIGEV_THREAD_ID ? t[i].notify_tid : 0;
+
+		if (t[i].how == RESTORER_TIMER_OVERRUN && (to == tid || (leader && !to)))
+			timer_take_overrun(a, &t[i]);
 	}
 }
 
@@ -274,11 +316,9 @@ void restorer_thread_attrs(const struct restorer_args *a, const struct restorer_
 		fail(a, "sched_setattr with policy", sa.policy, r);
 }
 
-static void install_seccomp(const struct restorer_args *a, const struct restorer_thread_attrs *th)
+static void install_seccomp(const struct restorer_args *a, const struct restorer_seccomp_filter *f, uint32_t n)
 {
-	const struct restorer_seccomp_filter *f = (const void *)th->seccomp;
-
-	for (uint32_t i = 0; i < th->nr_seccomp; i++) {
+	for (uint32_t i = 0; i < n; i++) {
 		struct k_sock_fprog prog = { .len = (uint16_t)f[i].len, .filter = f[i].prog };
 		long r = sys3(__NR_seccomp, SECCOMP_SET_MODE_FILTER, f[i].flags, &prog);
 
@@ -389,10 +429,15 @@ void restorer_attrs_process(const struct restorer_args *a)
 
 	/* Timers before the signals: their expiries take their places in the queues. */
 	create_timers(a, at);
-	for (uint32_t i = 0; i < at->nr_timers; i++)
-		if (t[i].how == RESTORER_TIMER_OVERRUN)
-			timer_take_overrun(a, &t[i]);
-	queue_pending(a, at);
+	take_overruns(a, at, ((const struct restorer_thread *)a->threads)->tid, true);
+	queue_pending(a, at, ((const struct restorer_thread *)a->threads)->tid, true);
+	add_and_wake(&at->queue_phase, 1);
+	/*
+	 * A timer armed before a thread's queue is done could put its expiry
+	 * ahead of older signals; limits (RLIMIT_NICE, RLIMIT_SIGPENDING) must
+	 * not stop what the threads set before.
+	 */
+	wait_at_least(&at->queued, a->nr_threads - 1);
 	for (uint32_t i = 0; i < at->nr_timers; i++)
 		if (t[i].how == RESTORER_TIMER_ARM && t[i].value_ns)
 			timer_set(a, &t[i], 0, (int64_t)t[i].value_ns, (int64_t)t[i].interval_ns);
@@ -421,6 +466,7 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 	const struct restorer_attrs *at = (const void *)a->attrs;
 	const struct restorer_thread_attrs *th = NULL, *all = (const void *)at->threads;
 	bool leader = tid == ((const struct restorer_thread *)a->threads)->tid;
+	const struct restorer_creds *creds;
 	long r;
 
 	for (uint32_t i = 0; i < at->nr_threads; i++)
@@ -428,12 +474,26 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 			th = &all[i];
 	if (th)
 		restorer_thread_attrs(a, th);
-	if (th && at->seccomp_before_creds)
-		install_seccomp(a, th);
-	/* Credentials belong to the thread: every one sets its own (the dump refuses threads that differ). */
-	restore_creds(a, &at->creds);
-	/* A credential change resets both; the death signal is per thread too. */
+	/* Its own queue once the leader made the timers (and before it sets the limits). */
+	if (!leader) {
+		wait_at_least(&at->queue_phase, 1);
+		take_overruns(a, at, tid, false);
+		queue_pending(a, at, tid, false);
+		add_and_wake(&at->queued, 1);
+	}
+	if (th && th->seccomp_before_creds)
+		install_seccomp(a, (const void *)th->seccomp, th->nr_seccomp);
+	/* Credentials belong to the thread: every one sets its own. */
+	creds = th && th->has_creds ? &th->creds : &at->creds;
+	restore_creds(a, creds);
+	if (!leader)
+		add_and_wake(&at->creds_done, 1);
+	/*
+	 * A credential change of any thread resets dumpable, which belongs to
+	 * the process: set once all are done. The death signal is per thread.
+	 */
 	if (leader) {
+		wait_at_least(&at->creds_done, a->nr_threads - 1);
 		r = sys_prctl(PR_SET_DUMPABLE, at->dumpable, 0, 0, 0);
 		if (r)
 			fail(a, "PR_SET_DUMPABLE", at->dumpable, r);
@@ -446,9 +506,22 @@ void restorer_attrs_thread(const struct restorer_args *a, int32_t tid)
 		itimer_set(a, 1, &at->itimers[1]);
 		itimer_set(a, 2, &at->itimers[2]);
 	}
-	if (at->creds.no_new_privs && (r = sys_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)))
+	if (creds->no_new_privs && (r = sys_prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)))
 		fail(a, "PR_SET_NO_NEW_PRIVS", 1, r);
 	/* The engine keeps them suspended (PTRACE_O_SUSPEND_SECCOMP) until it lets the process go. */
-	if (th && !at->seccomp_before_creds)
-		install_seccomp(a, th);
+	if (th && !th->seccomp_before_creds)
+		install_seccomp(a, (const void *)th->seccomp, th->nr_seccomp);
+}
+
+void restorer_attrs_before_threads(const struct restorer_args *a)
+{
+	const struct restorer_attrs *at = (const void *)a->attrs;
+
+	/*
+	 * With the engine's credentials (it holds CAP_SYS_ADMIN when there are
+	 * filters), and suspended by it (PTRACE_O_SUSPEND_SECCOMP, which the
+	 * threads inherit) until it lets the process go.
+	 */
+	if (at)
+		install_seccomp(a, (const void *)at->shared_seccomp, at->nr_shared_seccomp);
 }

@@ -69,6 +69,9 @@ __attribute__((noreturn)) static void thread_main(void *arg)
 	if (t == (const struct restorer_thread *)a->threads)
 		restorer_attrs_process(a);
 	restorer_attrs_thread(a, t->tid);
+	/* Kept open until here so that a failure of the attributes still reaches the engine. */
+	if (t == (const struct restorer_thread *)a->threads)
+		sys_close(a->status_fd);
 	/* The engine steps us through rt_sigreturn; once every thread is through, it removes this blob. */
 	rt_stop_for_tracer();
 	arch_blob_sigreturn(t->sigreturn_sp);
@@ -136,6 +139,7 @@ long blob_main(struct restorer_args *a)
 
 	/* The engine now follows thread creation; then the other threads, each into its own state. */
 	rt_stop_for_tracer();
+	restorer_attrs_before_threads(a);
 	for (uint32_t i = 1; i < a->nr_threads; i++) {
 		const struct restorer_thread *t = &threads[i];
 		struct clone_args ca = {
@@ -150,6 +154,5 @@ long blob_main(struct restorer_args *a)
 		if (r != t->tid)
 			fail(a, "creating thread", (uint64_t)t->tid, r < 0 ? r : -EEXIST);
 	}
-	sys_close(a->status_fd);
 	thread_main((void *)&threads[0]);
 }

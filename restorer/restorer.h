@@ -45,10 +45,14 @@ struct restorer_sigaction {
 
 /*
  * Attributes (restorer/attrs.c), applied in this order after the memory
- * and the task's registrations are in place: personality, POSIX timers
- * and itimer values, pending signals, resource limits, prctl state,
- * per-thread scheduling, credentials, the prctl state that a credential
- * change resets, CPU-time itimers, and seccomp filters last.
+ * and the task's registrations are in place: the seccomp filters every
+ * thread shares (by the leader, before it creates the others, under the
+ * engine's PTRACE_O_SUSPEND_SECCOMP); then in the leader personality,
+ * POSIX timers and itimer values, the pending signals of the process and
+ * its own, while each other thread sets its scheduling and queues its own
+ * signals; resource limits, prctl state; then in every thread its
+ * scheduling, credentials, the prctl state that a credential change
+ * resets, CPU-time itimers, and its own seccomp filters last.
  */
 /* What differs from the credentials the new process starts with (the engine's): only that is set. */
 enum {
@@ -136,7 +140,10 @@ struct restorer_thread_attrs {
 	uint64_t affinity; /* CPU mask bytes */
 	uint32_t affinity_len;
 	uint32_t nr_seccomp;
-	uint64_t seccomp; /* struct restorer_seccomp_filter[nr_seccomp], oldest first */
+	uint64_t seccomp; /* struct restorer_seccomp_filter[nr_seccomp], oldest first, after the shared ones */
+	uint32_t seccomp_before_creds; /* the thread's restored credentials could not install them */
+	uint32_t has_creds;	       /* its own credentials, else the process's (restorer_attrs.creds) */
+	struct restorer_creds creds;
 };
 
 struct restorer_attrs {
@@ -149,12 +156,24 @@ struct restorer_attrs {
 	uint32_t timer_ids_prctl; /* PR_TIMER_CREATE_RESTORE_IDS is there; else ids come linearly */
 	uint64_t timers;	  /* struct restorer_posix_timer[] */
 	uint32_t nr_pending;
-	uint32_t seccomp_before_creds; /* the restored credentials could not install the filters */
-	uint64_t pending;	       /* struct restorer_siginfo[] */
+	uint32_t nr_shared_seccomp; /* filters every thread has: installed by the leader before the others exist */
+	uint64_t pending;	    /* struct restorer_siginfo[] */
 	struct restorer_creds creds;
 	uint32_t nr_threads;
 	uint32_t pad;
-	uint64_t threads; /* struct restorer_thread_attrs[]: [0] is the thread running the restorer */
+	uint64_t threads;	 /* struct restorer_thread_attrs[]: [0] is the thread running the restorer */
+	uint64_t shared_seccomp; /* struct restorer_seccomp_filter[nr_shared_seccomp], oldest first */
+	/*
+	 * A signal with a kernel's or tgkill's si_code may be queued only by
+	 * the thread it is for: each thread queues its own. Written in the
+	 * new process: the leader sets queue_phase to 1 once the timers exist
+	 * and its own queues are done; every other thread counts itself into
+	 * queued when its queue is done, and the leader waits for all of them
+	 * before it arms the timers and sets the limits.
+	 */
+	uint32_t queue_phase, queued;
+	uint32_t creds_done; /* threads other than the leader that set their credentials (they reset dumpable) */
+	uint32_t pad3;
 };
 
 /* What each thread sets for itself before it returns into its registers. */

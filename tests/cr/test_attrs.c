@@ -3,6 +3,7 @@
  * prctl state, the root directory and file locks: each workload once
  * untouched and once dumped and restored, plus what must be refused.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -102,6 +103,29 @@ Test(attrs, seccomp_dropped_cr)
 	H_OK(h_run_cr("wl-seccomp", dropped_args, 0));
 }
 
+Test(attrs, thread_attrs_nocr)
+{
+	H_OK(h_run_nocr("wl-thread-attrs", NULL, 0));
+}
+
+Test(attrs, thread_attrs_cr)
+{
+	H_OK(h_run_cr("wl-thread-attrs", NULL, 0));
+}
+
+/* Threads that share a filter still share it: a filter for all threads (TSYNC) can be added after restore. */
+static const char *const tsync_args[] = { "tsync", NULL };
+
+Test(attrs, thread_seccomp_tsync_nocr)
+{
+	H_OK(h_run_nocr("wl-thread-attrs", tsync_args, 0));
+}
+
+Test(attrs, thread_seccomp_tsync_cr)
+{
+	H_OK(h_run_cr("wl-thread-attrs", tsync_args, 0));
+}
+
 Test(attrs, chroot_nocr)
 {
 	H_OK(h_run_nocr("wl-chroot", NULL, 0));
@@ -173,6 +197,42 @@ Test(attrs, seccomp_strict_refused)
 		  "the message does not name the pid and strict mode: %s", snap_error(ctx));
 	snap_ctx_free(ctx);
 	expect_running_untraced(w.pid);
+}
+
+/* The same in a thread other than the main one: refused, naming pid and tid, before anything is injected. */
+Test(attrs, seccomp_strict_thread_refused)
+{
+	static const char *const args[] = { "strict-thread", NULL };
+	struct h_wl w = { 0 };
+	char imgdir[PATH_MAX], path[64];
+	int tid = 0, r;
+	snap_ctx *ctx;
+
+	H_OK(h_start(&w, "wl-thread-attrs", args));
+	H_OK(h_ctx_new(&ctx));
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)w.pid);
+	{
+		DIR *d = opendir(path);
+		struct dirent *e;
+
+		while (d && (e = readdir(d)))
+			if (atoi(e->d_name) > 0 && atoi(e->d_name) != w.pid)
+				tid = atoi(e->d_name);
+		if (d)
+			closedir(d);
+	}
+	cr_assert(tid > 0, "no second thread in pid %d", (int)w.pid);
+	H_OK(h_tmpdir(imgdir, "img"));
+	r = h_dump(&w, imgdir, 0, ctx);
+	cr_expect(r == -EOPNOTSUPP, "dump of a process with a strict-mode thread returned %d: %s", r, h_error());
+	cr_expect(contains_number(snap_error(ctx), w.pid) && contains_number(snap_error(ctx), tid) &&
+			  contains_word(snap_error(ctx), "strict"),
+		  "the message does not name pid %d, tid %d and strict mode: %s", (int)w.pid, tid, snap_error(ctx));
+	snap_ctx_free(ctx);
+	expect_running_untraced(w.pid);
+	/* And it carries on: the main thread still sees go and exits cleanly. */
+	H_OK(h_go(&w));
+	H_OK(h_expect_exit_ok(&w));
 }
 
 /*
