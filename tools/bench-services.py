@@ -8,6 +8,7 @@ usage: bench-services.py [-B BUILD_DIR] [-n N] [-o OUT_DIR] [SERVICE...]"""
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -141,9 +142,10 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     workdir = tempfile.mkdtemp(prefix="snap-bench-")
     results = []
+    rng = random.Random(os.getpid())
     try:
         for i, name in enumerate(args.services):
-            port = 21000 + (os.getpid() + i * 101) % 20000
+            port = S.free_port(rng)
             results.append(bench(reaper, snapcr, S.SERVICES[name], workdir, port, args.runs))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -256,6 +256,20 @@ def start_cold(reaper, service, workdir, port, log):
     return Instance(reaper, p.pid, f"http://127.0.0.1:{port}/")
 
 
+def free_port(rng):
+    """A TCP port on 127.0.0.1 that nothing holds now, below the ephemeral range (32768 and up), where
+    the local ends of other connections cannot take it from one start of a service to the next."""
+    for _ in range(1000):
+        port = rng.randrange(10000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise OSError(errno.EADDRINUSE, "no free port")
+
+
 def port_in_use(port):
     """True if something listens on 127.0.0.1:@port in this network namespace."""
     try:

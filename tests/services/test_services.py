@@ -8,6 +8,7 @@ its own PID and network namespace. Exit 77 (skip) when Java or Tomcat is not ins
 usage: test_services.py BUILD_DIR [SERVICE...]"""
 import glob
 import os
+import random
 import shutil
 import sys
 import tempfile
@@ -112,9 +113,10 @@ def main():
     reaper = S.Reaper()
     workdir = tempfile.mkdtemp(prefix="snap-services-")
     failed = []
+    rng = random.Random(os.getpid())
     for i, name in enumerate(names):
         svc = S.SERVICES[name]
-        port = 20000 + (os.getpid() * 7 + i * 101) % 20000
+        port = S.free_port(rng)
         try:
             svc.build(workdir)
             images, state = test_service(reaper, svc, workdir, port)
