@@ -104,19 +104,26 @@ void wl_die(const char *fmt, ...)
 
 void wl_fail(const char *fmt, ...)
 {
-	int saved = errno;
+	int saved = errno, len;
+	char line[1024];
 	va_list ap;
 
 	failures++;
 	/* Thousands of identical failures would only bury the first one. */
 	if (failures > 50)
 		return;
-	fprintf(stderr, "%s: FAIL: ", wl_name);
+	/* One write per line: the processes of a tree, or copies of one, append to the same file. */
+	len = snprintf(line, sizeof(line), "%s: FAIL: ", wl_name);
 	errno = saved;
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	len += vsnprintf(line + len, sizeof(line) - (size_t)len - 1, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (len > (int)sizeof(line) - 2)
+		len = (int)sizeof(line) - 2;
+	line[len++] = '\n';
+	fflush(stderr);
+	if (write(STDERR_FILENO, line, (size_t)len) < 0)
+		return; /* stderr is gone: nowhere left to say it */
 }
 
 unsigned wl_failures(void)
