@@ -126,7 +126,7 @@ int epoll_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		char what[48];
 		int fd, r;
 
-		if (fe->kind != FILE_KIND__FILE_EPOLL)
+		if (fe->kind != FILE_KIND__FILE_EPOLL || !files_wanted(rs, fe->id))
 			continue;
 		snprintf(what, sizeof(what), "epoll (file %u)", fe->id);
 		fd = epoll_create1(EPOLL_CLOEXEC);
@@ -150,24 +150,41 @@ int epoll_restore_targets(struct snap_ctx *ctx, struct files_restore *rs)
 	for (size_t i = 0; i < fi->nr_files; i++) {
 		const FileEntry *fe = fi->files[i];
 
-		if (fe->kind != FILE_KIND__FILE_EPOLL)
+		if (fe->kind != FILE_KIND__FILE_EPOLL || !files_wanted(rs, fe->id))
 			continue;
 		for (size_t k = 0; k < fe->epoll->n_targets; k++) {
 			const EpollTargetEntry *te = fe->epoll->targets[k];
 			struct epoll_event ev = { .events = te->events, .data.u64 = te->data };
 
+			int saved, fdflags = fcntl(te->tfd, F_GETFD), r = 0;
+
 			/*
 			 * epoll keys a registration by file and fd number: put the file at
-			 * its number for the call. Every fd below our base is placed or
-			 * closed afterwards, so whatever sits there now does not matter.
+			 * its number for the call. What sits there now may be the engine's
+			 * (this may run before the tree forks): it steps aside and comes
+			 * back. The registration outlives the number, as it did at dump.
 			 */
+			saved = fcntl(te->tfd, F_DUPFD_CLOEXEC, rs->base);
+			if (saved < 0 && errno != EBADF)
+				return snap_fail(ctx, -errno, "epoll (file %u): cannot move fd %d aside: %m", fe->id,
+						 te->tfd);
 			if (dup3(rs->fds[te->file_id - 1], te->tfd, O_CLOEXEC) < 0)
-				return snap_fail(ctx, -errno, "epoll (file %u): cannot put file %u at fd %d: %m",
-						 fe->id, te->file_id, te->tfd);
-			if (epoll_ctl(rs->fds[fe->id - 1], EPOLL_CTL_ADD, te->tfd, &ev))
-				return snap_fail(ctx, -errno,
-						 "epoll (file %u): cannot watch fd %d (file %u) for 0x%x: %m", fe->id,
-						 te->tfd, te->file_id, te->events);
+				r = snap_fail(ctx, -errno, "epoll (file %u): cannot put file %u at fd %d: %m", fe->id,
+					      te->file_id, te->tfd);
+			if (!r && epoll_ctl(rs->fds[fe->id - 1], EPOLL_CTL_ADD, te->tfd, &ev))
+				r = snap_fail(ctx, -errno, "epoll (file %u): cannot watch fd %d (file %u) for 0x%x: %m",
+					      fe->id, te->tfd, te->file_id, te->events);
+			if (saved >= 0) {
+				if (dup3(saved, te->tfd, (fdflags > 0 && (fdflags & FD_CLOEXEC)) ? O_CLOEXEC : 0) < 0 &&
+				    !r)
+					r = snap_fail(ctx, -errno, "epoll (file %u): cannot put fd %d back: %m", fe->id,
+						      te->tfd);
+				close(saved);
+			} else {
+				close(te->tfd);
+			}
+			if (r)
+				return r;
 		}
 	}
 	return 0;

@@ -13,12 +13,12 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage:\n"
-		"  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--stats FILE] [-v]\n"
-		"  snapcr restore -D DIR [-d] [--pidfile FILE] [--stats FILE] [-v]\n"
-		"  snapcr check\n"
-		"  snapcr show DIR|FILE\n");
+	fprintf(f, "usage:\n"
+		   "  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--shell-job]\n"
+		   "              [--stats FILE] [-v]\n"
+		   "  snapcr restore -D DIR [-d] [--shell-job] [--pidfile FILE] [--stats FILE] [-v]\n"
+		   "  snapcr check\n"
+		   "  snapcr show DIR|FILE\n");
 }
 
 static void log_stderr(void *opaque, enum snap_log_level level, const char *msg)
@@ -35,7 +35,7 @@ static int fail(snap_ctx *ctx, const char *what)
 	return 1;
 }
 
-enum { OPT_LEAVE_RUNNING = 256, OPT_STATS, OPT_PIDFILE, OPT_TCP_ESTABLISHED, OPT_TCP_CLOSE };
+enum { OPT_LEAVE_RUNNING = 256, OPT_STATS, OPT_PIDFILE, OPT_TCP_ESTABLISHED, OPT_TCP_CLOSE, OPT_SHELL_JOB };
 
 static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 {
@@ -45,6 +45,7 @@ static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 		{ "leave-running", no_argument, NULL, OPT_LEAVE_RUNNING },
 		{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
 		{ "tcp-close", no_argument, NULL, OPT_TCP_CLOSE },
+		{ "shell-job", no_argument, NULL, OPT_SHELL_JOB },
 		{ "stats", required_argument, NULL, OPT_STATS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
@@ -74,6 +75,9 @@ static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 		case OPT_TCP_CLOSE:
 			o.flags |= SNAP_DUMP_TCP_CLOSE;
 			break;
+		case OPT_SHELL_JOB:
+			o.flags |= SNAP_DUMP_SHELL_JOB;
+			break;
 		case OPT_STATS:
 			o.stats_file = optarg;
 			break;
@@ -98,6 +102,7 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 		{ "images-dir", required_argument, NULL, 'D' },
 		{ "detach", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "shell-job", no_argument, NULL, OPT_SHELL_JOB },
 		{ "stats", required_argument, NULL, OPT_STATS },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
@@ -113,6 +118,9 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 			break;
 		case 'd':
 			o.flags |= SNAP_RESTORE_DETACH;
+			break;
+		case OPT_SHELL_JOB:
+			o.flags |= SNAP_RESTORE_SHELL_JOB;
 			break;
 		case OPT_PIDFILE:
 			o.pidfile = optarg;

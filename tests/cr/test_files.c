@@ -148,6 +148,17 @@ Test(files, pipe_leave_running)
 	run_leave_running("wl-files-pipe", NULL, 0);
 }
 
+Test(files, share_nocr)
+{
+	H_OK(h_run_nocr("wl-files-share", NULL, 0));
+}
+
+/* A tree sharing pipes, a socketpair, a file offset, an eventfd and epoll, a listener of 3 workers. */
+Test(files, share_cr)
+{
+	run_cr("wl-files-share", NULL, 0, false);
+}
+
 Test(files, unix_nocr)
 {
 	run_nocr_checked("wl-files-unix", NULL, check_unix_backlog);
