@@ -159,6 +159,12 @@ Test(files, share_cr)
 	run_cr("wl-files-share", NULL, 0, false);
 }
 
+/* Dumping a tree's shared pipes and sockets takes nothing from them. */
+Test(files, share_leave_running)
+{
+	run_leave_running("wl-files-share", NULL, 0);
+}
+
 Test(files, unix_nocr)
 {
 	run_nocr_checked("wl-files-unix", NULL, check_unix_backlog);

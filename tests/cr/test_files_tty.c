@@ -109,7 +109,8 @@ __attribute__((noreturn)) static void shell_main(struct shell *sh, const char *s
 			if (dup2(tty, 0) < 0 || dup2(tty, 1) < 0 || st < 0 || dup2(st, 2) < 0)
 				_exit(104);
 			close_range(3, ~0u, 0);
-			execl(h_snapcr_path(), h_snapcr_path(), "restore", "-D", sh->imgdir, "--shell-job", (char *)NULL);
+			execl(h_snapcr_path(), h_snapcr_path(), "restore", "-D", sh->imgdir, "--shell-job",
+			      (char *)NULL);
 			_exit(105);
 		}
 		if (p < 0 || waitpid(p, &st, 0) != p)
@@ -222,8 +223,7 @@ Test(files_tty, shell_job_cr)
 	d.images_dir = sh.imgdir;
 	/* Without --shell-job the terminal is refused, naming it; the job runs on. */
 	cr_assert(snap_dump(ctx, &d) < 0, "a dump of a process on a terminal succeeded without --shell-job");
-	cr_expect(strstr(snap_error(ctx), "terminal") && strstr(snap_error(ctx), "--shell-job"), "%s",
-		  snap_error(ctx));
+	cr_expect(strstr(snap_error(ctx), "terminal") && strstr(snap_error(ctx), "--shell-job"), "%s", snap_error(ctx));
 	cr_assert(kill(sh.job, 0) == 0, "the job died of the refused dump");
 	d.flags = SNAP_DUMP_SHELL_JOB;
 	cr_assert(snap_dump(ctx, &d) == 0, "dump --shell-job: %s", snap_error(ctx));

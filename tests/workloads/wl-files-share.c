@@ -27,14 +27,15 @@
 
 #include "wl.h"
 
-#define P1_BYTES   3000
-#define P2_BYTES   1000
-#define SEED_P1	   0x5a1e
-#define SEED_P2	   0x51b
-#define EPOLL_DATA 0xfeedull
-#define WORKERS	   3
+#define P1_BYTES    3000
+#define P2_BYTES    1000
+#define SEED_P1	    0x5a1e
+#define SEED_P2	    0x51b
+#define EPOLL_DATA  0xfeedull
+#define EPOLL2_DATA 0xbeefull
+#define WORKERS	    3
 
-static int p1[2], sp[2], file_fd, efd, epfd, lsn, p2[2], ready_pipe[2];
+static int p1[2], sp[2], file_fd, efd, epfd, lsn, p2[2], ready_pipe[2], efd2, epfd2;
 static pid_t a_pid, workers[WORKERS], c1_pid, c2_pid;
 static struct stat lsn_st, p2_st;
 
@@ -116,6 +117,7 @@ static void run_a(void)
 
 	close(p1[1]);
 	close(sp[0]);
+	close(epfd2);
 	/* Before ready: 50 bytes through the shared file, 2 onto the eventfd, one message to the root. */
 	memset(buf, 'a', 50);
 	if (write(file_fd, buf, 50) != 50 || write(efd, &one, sizeof(one)) != sizeof(one))
@@ -147,7 +149,12 @@ static void run_a(void)
 		  (unsigned long long)ev.data.u64);
 	val = 3;
 	wl_expect(write(efd, &val, sizeof(val)) == sizeof(val), "a: cannot add to the eventfd: %m");
+	/* The root's epoll watches an eventfd only we still hold. */
+	val = 1;
+	wl_expect(write(efd2, &val, sizeof(val)) == sizeof(val), "a: cannot add to the second eventfd: %m");
 	send_msg(sp[1], "evdone");
+	/* Our eventfd must stay open until the root looked at its epoll: the registration dies with the file. */
+	expect_msg(sp[1], "bye", "a");
 	exit(wl_finish());
 }
 
@@ -178,6 +185,8 @@ static void close_roots(void)
 	close(file_fd);
 	close(efd);
 	close(epfd);
+	close(efd2);
+	close(epfd2);
 }
 
 static void run_c1(void)
@@ -250,6 +259,11 @@ int main(int argc, char **argv)
 	epfd = epoll_create1(0);
 	if (file_fd < 0 || efd < 0 || epfd < 0 || epoll_ctl(epfd, EPOLL_CTL_ADD, efd, &ev))
 		wl_die("file/eventfd/epoll: %m");
+	efd2 = eventfd(0, 0);
+	epfd2 = epoll_create1(0);
+	ev.data.u64 = EPOLL2_DATA;
+	if (efd2 < 0 || epfd2 < 0 || epoll_ctl(epfd2, EPOLL_CTL_ADD, efd2, &ev))
+		wl_die("eventfd/epoll: %m");
 	memset(buf, 'r', 100);
 	if (write(file_fd, buf, 100) != 100 || write(efd, &five, sizeof(five)) != sizeof(five))
 		wl_die("cannot write: %m");
@@ -258,6 +272,9 @@ int main(int argc, char **argv)
 	nchildren++;
 	close(p1[0]);
 	close(sp[1]);
+	/* Only a holds it now; our epoll still watches it. */
+	close(efd2);
+	efd2 = -1;
 
 	/* Made after a was forked: a never holds them. */
 	lsn = socket(AF_INET, SOCK_STREAM, 0);
@@ -319,6 +336,15 @@ int main(int argc, char **argv)
 	wl_expect(read(efd, &val, sizeof(val)) == sizeof(val) && val == 10,
 		  "root: the shared eventfd holds %llu, expected 10 (5 + a's 2 before and 3 after)",
 		  (unsigned long long)val);
+	{
+		struct epoll_event got;
+		int n = epoll_wait(epfd2, &got, 1, 0);
+
+		wl_expect(n == 1 && got.data.u64 == EPOLL2_DATA,
+			  "root: its epoll reported %d events (data %#llx), expected the eventfd only a holds", n,
+			  (unsigned long long)got.data.u64);
+		send_msg(sp[0], "bye");
+	}
 	off = lseek(file_fd, 0, SEEK_CUR);
 	wl_expect(off == 170, "root: the shared file offset is %lld after a wrote, expected 170", (long long)off);
 
