@@ -5,7 +5,8 @@
  *
  *   root ── a          pipe root->a with 3000 bytes unread; a seqpacket socketpair root<->a
  *    │                 with messages queued both ways; one description of a file (one offset)
- *    │                 written by both; an eventfd and an epoll set watching it, both shared
+ *    │                 written by both; an eventfd and an epoll set watching it, both shared;
+ *    │                 a memfd, each with a description of its own (one inode after restore)
  *    ├── w1, w2, w3    a TCP listener the root made and closed: each worker accepts one client
  *    ├── c1            the write end of a pipe made by the root, which closed it: 1000 bytes unread
  *    └── c2            its read end
@@ -19,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -38,6 +40,9 @@
 static int p1[2], sp[2], file_fd, efd = -1, epfd = -1, lsn, p2[2], ready_pipe[2], efd2 = -1, epfd2 = -1;
 /* argv[2] "no-eventfd": kernels whose fdinfo cannot tell an eventfd's state (Linux 6.1) leave them out. */
 static bool with_eventfd = true;
+static int mfd;
+#define SEED_MEMFD  0x3e3f
+#define MEMFD_BYTES 2048
 static pid_t a_pid, workers[WORKERS], c1_pid, c2_pid;
 static struct stat lsn_st, p2_st;
 
@@ -120,6 +125,18 @@ static void run_a(void)
 	close(p1[1]);
 	close(sp[0]);
 	close(epfd2);
+	{
+		/* A description of our own of the root's memfd. */
+		char path[64];
+		int own;
+
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+		own = open(path, O_RDWR);
+		if (own < 0)
+			wl_die("a: cannot open the memfd again: %m");
+		close(mfd);
+		mfd = own;
+	}
 	/* Before ready: 50 bytes through the shared file, 2 onto the eventfd, one message to the root. */
 	memset(buf, 'a', 50);
 	if (write(file_fd, buf, 50) != 50 || (with_eventfd && write(efd, &one, sizeof(one)) != sizeof(one)))
@@ -144,6 +161,10 @@ static void run_a(void)
 		  (long long)off);
 	memset(buf, 'A', 10);
 	wl_expect(write(file_fd, buf, 10) == 10, "a: cannot write the file: %m");
+	/* What the root wrote into the memfd through its description shows through ours: one inode. */
+	wl_expect(pread(mfd, buf, MEMFD_BYTES, 0) == MEMFD_BYTES && !memcmp(buf, "ROOT", 4),
+		  "a: the memfd does not hold what the root wrote (\"%.4s\")", buf);
+	wl_expect_data("the memfd's tail", buf + 8, MEMFD_BYTES - 8, SEED_MEMFD);
 	if (!with_eventfd) {
 		send_msg(sp[1], "evdone");
 		expect_msg(sp[1], "bye", "a");
@@ -194,6 +215,7 @@ static void close_roots(void)
 	close(epfd);
 	close(efd2);
 	close(epfd2);
+	close(mfd);
 }
 
 static void run_c1(void)
@@ -280,6 +302,11 @@ int main(int argc, char **argv)
 	memset(buf, 'r', 100);
 	if (write(file_fd, buf, 100) != 100)
 		wl_die("cannot write: %m");
+	mfd = memfd_create("wl-files-share", 0);
+	memcpy(buf, "zzzzzzzz", 8);
+	wl_fill(buf + 8, MEMFD_BYTES - 8, SEED_MEMFD);
+	if (mfd < 0 || write(mfd, buf, MEMFD_BYTES) != MEMFD_BYTES)
+		wl_die("memfd: %m");
 
 	a_pid = spawn(run_a);
 	nchildren++;
@@ -345,6 +372,7 @@ int main(int argc, char **argv)
 	wl_expect(off == 150, "root: the shared file offset is %lld, expected 150 (100 + a's 50)", (long long)off);
 	memset(buf, 'R', 10);
 	wl_expect(write(file_fd, buf, 10) == 10, "root: cannot write the file: %m");
+	wl_expect(pwrite(mfd, "ROOT", 4, 0) == 4, "root: cannot write the memfd: %m");
 	send_msg(sp[0], "wrote");
 	expect_msg(sp[0], "evdone", "root");
 	wl_expect(!with_eventfd || (read(efd, &val, sizeof(val)) == sizeof(val) && val == 10),
