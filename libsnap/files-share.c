@@ -323,6 +323,16 @@ int files_share_fd(const struct files_image *fi, uint32_t id)
 	return fi->share && id >= 1 && id <= fi->share->nr_files ? fi->share->fds[id - 1] : -1;
 }
 
+size_t files_share_creator(const struct files_image *fi, uint32_t id)
+{
+	return fi->share && id >= 1 && id <= fi->share->nr_files ? fi->share->creator[id - 1] : SIZE_MAX;
+}
+
+int files_share_base(const struct files_image *fi)
+{
+	return fi->share ? fi->share->base : -1;
+}
+
 int files_share_tty_fd(const struct files_image *fi)
 {
 	return fi->share ? fi->share->tty_fd : -1;

@@ -190,6 +190,9 @@ int files_share_create(struct snap_ctx *ctx, struct files_image *fi);
 void files_share_put(struct files_share *sh);
 /* Our descriptor of file @id, made by us or an ancestor before the fork, or -1. */
 int files_share_fd(const struct files_image *fi, uint32_t id);
+/* The plan, for tests: the task index that creates file @id, and the lowest fd number created files take. */
+size_t files_share_creator(const struct files_image *fi, uint32_t id);
+int files_share_base(const struct files_image *fi);
 /* --shell-job: the terminal's descriptor in the new process (inherited from the caller), or -1. */
 int files_share_tty_fd(const struct files_image *fi);
 /* After placing the fds: makes this process's group the terminal's foreground group if it was. */
