@@ -64,65 +64,136 @@ static bool named_unix(const UnixSkEntry *u)
 	return u->has_name && u->name.len > 0;
 }
 
-/* Joins every file to those created with it: ends of one pipe, peers, a listener's clients, epoll targets. */
+/* A file under a key it shares with the files created with it. */
+struct keyed {
+	uint64_t key;
+	const uint8_t *name; /* unix names: compared as bytes after the key (their length) */
+	size_t idx;
+};
+
+static int cmp_keyed(const void *a, const void *b)
+{
+	const struct keyed *x = a, *y = b;
+
+	if (x->key != y->key)
+		return x->key < y->key ? -1 : 1;
+	if (x->name && y->name) {
+		int c = memcmp(x->name, y->name, x->key);
+
+		if (c)
+			return c;
+	}
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Sorts @v and joins the files of each run of one key. */
+static void join_runs(size_t *up, struct keyed *v, size_t nr)
+{
+	qsort(v, nr, sizeof(*v), cmp_keyed);
+	for (size_t i = 1; i < nr; i++) {
+		struct keyed a = v[i - 1], b = v[i];
+
+		a.idx = b.idx = 0;
+		if (!cmp_keyed(&a, &b))
+			uf_join(up, v[i - 1].idx, v[i].idx);
+	}
+}
+
+/* The first of sorted @v not below @key (whose idx is 0), or NULL. */
+static struct keyed *lower_bound(struct keyed *v, size_t nr, const struct keyed *key)
+{
+	size_t lo = 0, hi = nr;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (cmp_keyed(&v[mid], key) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < nr ? &v[lo] : NULL;
+}
+
+/* The unix socket of inode @ino among @by_ino (sorted), or SIZE_MAX. */
+static size_t unix_by_ino(struct keyed *by_ino, size_t nr, uint64_t ino)
+{
+	struct keyed key = { .key = ino }, *hit = lower_bound(by_ino, nr, &key);
+
+	return hit && hit->key == ino ? hit->idx : SIZE_MAX;
+}
+
+/*
+ * Joins every file to those created with it: ends of one pipe or FIFO, the
+ * descriptions of one deleted file or memfd, unix peers, a listener and its
+ * clients, sockets of one name (a listener and what it accepted, datagram
+ * senders and receivers), UDP senders, epoll targets. Sorted keys, so that
+ * a tree with many thousands of sockets plans in n log n.
+ */
 static int join_related(struct snap_ctx *ctx, const struct files_image *fi, size_t *up)
 {
-	size_t n = fi->nr_files;
+	size_t n = fi->nr_files, nr_pipe = 0, nr_content = 0, nr_ino = 0, nr_name = 0;
+	struct keyed *pipe = calloc(n ? n : 1, sizeof(*pipe)), *content = calloc(n ? n : 1, sizeof(*content));
+	struct keyed *ino = calloc(n ? n : 1, sizeof(*ino)), *name = calloc(n ? n : 1, sizeof(*name));
+	int r = 0;
 
+	if (!pipe || !content || !ino || !name) {
+		r = snap_fail(ctx, -ENOMEM, "out of memory");
+		goto out;
+	}
 	for (size_t i = 0; i < n; i++) {
 		const FileEntry *fe = fi->files[i];
 
-		for (size_t j = i + 1; j < n; j++) {
-			const FileEntry *o = fi->files[j];
-
-			if (fe->kind == FILE_KIND__FILE_PIPE && o->kind == FILE_KIND__FILE_PIPE) {
-				if (fe->pipe_id == o->pipe_id)
-					uf_join(up, i, j);
-			} else if (fe->body_case == FILE_ENTRY__BODY_REG && o->body_case == FILE_ENTRY__BODY_REG) {
-				const RegFileEntry *a = fe->reg, *b = o->reg;
-
-				if ((a->has_pipe_id && b->has_pipe_id && a->pipe_id == b->pipe_id) ||
-				    (a->has_content_id && b->has_content_id && a->content_id == b->content_id))
-					uf_join(up, i, j);
-			} else if (fe->kind == FILE_KIND__FILE_UNIX && o->kind == FILE_KIND__FILE_UNIX) {
-				const UnixSkEntry *a = fe->unix_sk, *b = o->unix_sk;
-				bool join = (a->has_peer_ino && a->peer_ino == b->ino) ||
-					    (b->has_peer_ino && b->peer_ino == a->ino);
-
-				/* A listener and what it accepted, datagram senders and their receivers: by name. */
-				if (named_unix(a) && named_unix(b) && a->name.len == b->name.len &&
-				    !memcmp(a->name.data, b->name.data, a->name.len))
-					join = true;
-				for (size_t k = 0; !join && k < a->n_pending; k++)
-					join = a->pending[k] == b->ino;
-				for (size_t k = 0; !join && k < b->n_pending; k++)
-					join = b->pending[k] == a->ino;
-				if (join)
-					uf_join(up, i, j);
-			}
-		}
+		if (fe->kind == FILE_KIND__FILE_PIPE)
+			pipe[nr_pipe++] = (struct keyed){ fe->pipe_id, NULL, i };
+		if (fe->body_case == FILE_ENTRY__BODY_REG && fe->reg->has_pipe_id)
+			pipe[nr_pipe++] = (struct keyed){ fe->reg->pipe_id, NULL, i };
+		if (fe->body_case == FILE_ENTRY__BODY_REG && fe->reg->has_content_id)
+			content[nr_content++] = (struct keyed){ fe->reg->content_id, NULL, i };
 		if (fe->kind == FILE_KIND__FILE_UNIX) {
-			/* Named datagram senders of its queue may be any unix socket of the image. */
-			for (size_t k = 0; k < fe->unix_sk->n_queue; k++) {
-				const UnixMsgEntry *m = fe->unix_sk->queue[k];
+			ino[nr_ino++] = (struct keyed){ fe->unix_sk->ino, NULL, i };
+			if (named_unix(fe->unix_sk))
+				name[nr_name++] = (struct keyed){ fe->unix_sk->name.len, fe->unix_sk->name.data, i };
+		}
+	}
+	join_runs(up, pipe, nr_pipe);
+	join_runs(up, content, nr_content);
+	join_runs(up, name, nr_name);
+	qsort(ino, nr_ino, sizeof(*ino), cmp_keyed);
+	for (size_t i = 0; !r && i < n; i++) {
+		const FileEntry *fe = fi->files[i];
 
-				for (size_t j = 0; m->has_from && m->from.len && j < n; j++) {
-					const FileEntry *o = fi->files[j];
+		if (fe->kind == FILE_KIND__FILE_UNIX) {
+			const UnixSkEntry *u = fe->unix_sk;
+			size_t j = u->has_peer_ino ? unix_by_ino(ino, nr_ino, u->peer_ino) : SIZE_MAX;
 
-					if (o->kind == FILE_KIND__FILE_UNIX && named_unix(o->unix_sk) &&
-					    o->unix_sk->name.len == m->from.len &&
-					    !memcmp(o->unix_sk->name.data, m->from.data, m->from.len))
-						uf_join(up, i, j);
-				}
+			if (j != SIZE_MAX)
+				uf_join(up, i, j);
+			for (size_t k = 0; k < u->n_pending; k++)
+				if ((j = unix_by_ino(ino, nr_ino, u->pending[k])) != SIZE_MAX)
+					uf_join(up, i, j);
+			/* Named datagram senders of its queue: the sockets of that name. */
+			for (size_t k = 0; k < u->n_queue; k++) {
+				const UnixMsgEntry *m = u->queue[k];
+				struct keyed *hit, key;
+
+				if (!m->has_from || !m->from.len)
+					continue;
+				key = (struct keyed){ m->from.len, m->from.data, 0 };
+				hit = lower_bound(name, nr_name, &key);
+				if (hit && hit->key == key.key && !memcmp(hit->name, key.name, key.key))
+					uf_join(up, i, hit->idx);
 			}
 		}
 		if (fe->kind == FILE_KIND__FILE_INET) {
 			for (size_t k = 0; k < fe->inet_sk->n_queue; k++) {
 				uint32_t from = fe->inet_sk->queue[k]->from_id;
 
-				if (from < 1 || from > n)
-					return snap_fail(ctx, -EINVAL, "image open-files.img: file %u: bad sender %u",
-							 fe->id, from);
+				if (from < 1 || from > n) {
+					r = snap_fail(ctx, -EINVAL, "image open-files.img: file %u: bad sender %u",
+						      fe->id, from);
+					break;
+				}
 				uf_join(up, i, from - 1);
 			}
 		}
@@ -132,7 +203,12 @@ static int join_related(struct snap_ctx *ctx, const struct files_image *fi, size
 				uf_join(up, i, fe->epoll->targets[k]->file_id - 1);
 		}
 	}
-	return 0;
+out:
+	free(pipe);
+	free(content);
+	free(ino);
+	free(name);
+	return r;
 }
 
 /* The nearest common ancestor of tasks @a and @b (parents come before their children). */

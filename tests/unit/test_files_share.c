@@ -20,7 +20,8 @@ struct fake {
 	FileEntry fe[16];
 	FileEntry *files[16];
 	size_t nr_files;
-	UnixSkEntry unix_sk[4];
+	UnixSkEntry unix_sk[8];
+	uint64_t pending[1];
 	EpollEntry ep;
 	EpollTargetEntry target;
 	EpollTargetEntry *targets[1];
@@ -99,6 +100,30 @@ static void setup(struct fake *f)
 	fe = add_file(f, FILE_KIND__FILE_REG);
 	fe->body_case = FILE_ENTRY__BODY_REG;
 	fe->reg = &f->reg[0];
+	/*
+	 * 9: a unix listener held by c, with 11 (c's) waiting to be accepted;
+	 * 10: what it accepted, held by a, connected to 12 (a's). One name: a
+	 * makes them all, though no fd links the listener to a's two.
+	 */
+	for (int k = 0; k < 4; k++) {
+		UnixSkEntry *u = &f->unix_sk[2 + k];
+
+		fe = add_file(f, FILE_KIND__FILE_UNIX);
+		unix_sk_entry__init(u);
+		u->ino = 200 + (uint64_t)k;
+		fe->body_case = FILE_ENTRY__BODY_UNIX_SK;
+		fe->unix_sk = u;
+		if (k < 2) {
+			u->has_name = 1;
+			u->name.data = (uint8_t *)"/tmp/x";
+			u->name.len = 6;
+		}
+	}
+	f->pending[0] = 202;
+	f->unix_sk[2].pending = f->pending;
+	f->unix_sk[2].n_pending = 1;
+	f->unix_sk[3].has_peer_ino = 1;
+	f->unix_sk[3].peer_ino = 203;
 
 	for (size_t t = 0; t < NR_TASKS; t++) {
 		pstree_entry__init(&f->pe[t]);
@@ -118,6 +143,10 @@ static void setup(struct fake *f)
 	hold(f, 3, 4, 2);
 	hold(f, 3, 6, 4);
 	hold(f, 3, 40, 8);
+	hold(f, 3, 7, 9);
+	hold(f, 1, 7, 10);
+	hold(f, 3, 8, 11);
+	hold(f, 1, 8, 12);
 }
 
 static void teardown(struct fake *f)
@@ -137,7 +166,7 @@ Test(files_share, nearest_common_ancestor_creates)
 	for (size_t t = 0; t < NR_TASKS; t++)
 		cr_assert(f.tasks[t].files.share == f.tasks[0].files.share && f.tasks[t].files.share_idx == t);
 	/* file id -> task index that creates it */
-	static const size_t want[] = { 0, 0, 0, 1, 3, 3, 0, 0, 3 };
+	static const size_t want[] = { 0, 0, 0, 1, 3, 3, 0, 0, 3, 1, 1, 1, 1 };
 	for (uint32_t id = 1; id <= f.nr_files; id++)
 		cr_expect(files_share_creator(&f.tasks[0].files, id) == want[id],
 			  "file %u is created by task %zu, expected %zu", id,
