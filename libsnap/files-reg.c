@@ -57,32 +57,37 @@ static bool is_tty(dev_t rdev)
 	return ma == 4 || ma == 5 || (ma >= 136 && ma <= 143) || ma == 2 || ma == 3;
 }
 
-/* The foreground group of @pid's controlling terminal if that is @rdev (tpgid of /proc/PID/stat), else 0. */
-static pid_t tty_foreground(pid_t pid, dev_t rdev)
+/*
+ * Whether @rdev is @pid's controlling terminal (tty_nr of /proc/PID/stat),
+ * with its foreground group (tpgid, 0 if none) and @pid's session.
+ */
+static bool tty_of(pid_t pid, dev_t rdev, pid_t *ret_fg, pid_t *ret_sid)
 {
 	char path[64], buf[1024], *p;
-	long tty_nr = 0, tpgid = 0;
+	long tty_nr = 0, tpgid = 0, sid = 0;
 	ssize_t n;
 	int fd;
 
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return 0;
+		return false;
 	n = read(fd, buf, sizeof(buf) - 1);
 	close(fd);
 	if (n <= 0)
-		return 0;
+		return false;
 	buf[n] = '\0';
 	/* After comm (which may hold anything, so up to the last ')'): state ppid pgrp session tty_nr tpgid. */
 	p = strrchr(buf, ')');
-	if (!p || sscanf(p + 1, " %*c %*d %*d %*d %ld %ld", &tty_nr, &tpgid) != 2)
-		return 0;
+	if (!p || sscanf(p + 1, " %*c %*d %*d %ld %ld %ld", &sid, &tty_nr, &tpgid) != 3)
+		return false;
 	/* tty_nr packs the device number its own way: minor bits 31-20 and 7-0, major bits 15-8. */
 	if ((unsigned)((tty_nr >> 8) & 0xfff) != major(rdev) ||
 	    (unsigned)((tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00)) != minor(rdev))
-		return 0;
-	return tpgid > 0 ? (pid_t)tpgid : 0;
+		return false;
+	*ret_fg = tpgid > 0 ? (pid_t)tpgid : 0;
+	*ret_sid = (pid_t)sid;
+	return true;
 }
 
 static int dump_chr(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, RegFileEntry *reg)
@@ -92,8 +97,21 @@ static int dump_chr(struct snap_ctx *ctx, struct files_dump *d, struct dump_file
 	/* A pty master (/dev/ptmx, 5:2; BSD masters, major 2) is the other side of a terminal, never one's own. */
 	if (is_tty(rdev) && (d->flags & SNAP_DUMP_SHELL_JOB) && major(rdev) != 2 &&
 	    !(major(rdev) == 5 && minor(rdev) == 2)) {
-		pid_t fg = tty_foreground(f->pid, rdev);
+		pid_t fg = 0, sid = 0;
 
+		/*
+		 * The restored tree joins the caller's session, whose terminal this
+		 * becomes: a session of the tree would come back without it.
+		 */
+		if (tty_of(f->pid, rdev, &fg, &sid)) {
+			for (size_t i = 0; i < d->nr_pids; i++)
+				if (d->pids[i] == sid)
+					return snap_fail(
+						ctx, -EOPNOTSUPP,
+						"pid %d: fd %d is the terminal %s of session %d, which pid %d of "
+						"the tree leads: a shell job is not a session leader",
+						f->pid, f->fd, f->link, sid, sid);
+		}
 		/* Whatever terminal it was, it becomes the restoring caller's: two would be merged into one. */
 		for (size_t i = 0; i < d->nr_files; i++) {
 			const struct dump_file *o = d->files[i];

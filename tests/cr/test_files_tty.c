@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <linux/close_range.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -250,4 +251,48 @@ Test(files_tty, shell_job_cr)
 	go_and_talk(&sh, 'r', &st);
 	expect_ok(&sh, st, "snapcr");
 	stop(&sh);
+}
+
+/* A session leader on its terminal (a shell itself) is no shell job: refused even with --shell-job, left running. */
+Test(files_tty, session_leader_refused)
+{
+	struct snap_dump_opts d = { .size = sizeof(d), .flags = SNAP_DUMP_SHELL_JOB };
+	char imgdir[PATH_MAX], *slave;
+	int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC), sync[2];
+	snap_ctx *ctx;
+	pid_t leader;
+	char c;
+
+	cr_assert(master >= 0 && !grantpt(master) && !unlockpt(master) && (slave = ptsname(master)));
+	cr_assert(!pipe2(sync, O_CLOEXEC));
+	H_OK(h_tmpdir(imgdir, "img"));
+	leader = fork();
+	cr_assert(leader >= 0);
+	if (leader == 0) {
+		int tty;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (setsid() < 0 || (tty = open(slave, O_RDWR)) < 0 || dup2(tty, 0) < 0 || dup2(tty, 1) < 0 ||
+		    dup2(tty, 2) < 0)
+			_exit(100);
+		/* Closed by the exec, which the test waits for. */
+		close_range(3, ~0u, CLOSE_RANGE_CLOEXEC);
+		/* A program of its own: the test's memory (Criterion's arena) is no part of it. */
+		execl("/bin/sleep", "sleep", "600", (char *)NULL);
+		_exit(102);
+	}
+	close(sync[1]);
+	cr_assert(read(sync[0], &c, 1) == 0, "the session leader did not start");
+	close(sync[0]);
+	H_OK(h_ctx_new(&ctx));
+	d.pid = leader;
+	d.images_dir = imgdir;
+	cr_assert(snap_dump(ctx, &d) < 0, "a session leader on its terminal was dumped as a shell job");
+	cr_log_info("refused as it should: %s", snap_error(ctx));
+	cr_expect(strstr(snap_error(ctx), "session leader"), "%s", snap_error(ctx));
+	cr_expect(kill(leader, 0) == 0, "the refused dump did not leave it running");
+	snap_ctx_free(ctx);
+	kill(leader, SIGKILL);
+	waitpid(leader, NULL, 0);
+	close(master);
 }
