@@ -242,39 +242,6 @@ static int finish_inventory(struct snap_ctx *ctx, pid_t root, struct img_dir *di
 	return img_dir_finish(ctx, dir, &inv);
 }
 
-/*
- * Each process opens its files again by itself at restore, so an open
- * file description shared between processes comes back as one per
- * process: equivalent only for what has no state of its own to share (a
- * character device, a directory, a file written at its end). Anything
- * else shared that way (a pipe, a socket, an offset) is refused for now.
- */
-static int check_shared_files(struct snap_ctx *ctx, struct dump_tree *tree)
-{
-	struct files_dump *d = tree->nr ? tree->tasks[0].files : NULL;
-
-	for_each_live_task(tree, t)
-	{
-		for (size_t i = 0; d && i < t->nr_fds; i++) {
-			const struct dump_file *f = NULL;
-
-			for (size_t k = 0; k < d->nr_files && !f; k++)
-				if (d->files[k]->id == t->fds[i].file_id)
-					f = d->files[k];
-			if (!f || f->pid == t->pid)
-				continue;
-			if (S_ISCHR(f->st.st_mode) || S_ISDIR(f->st.st_mode) ||
-			    (S_ISREG(f->st.st_mode) && (f->flags & O_APPEND)))
-				continue;
-			return snap_fail(ctx, -EOPNOTSUPP,
-					 "pid %d: fd %d shares its open file (%s) with pid %d; sharing that between "
-					 "processes is not supported yet",
-					 t->pid, t->fds[i].fd, f->link ? f->link : "?", f->pid);
-		}
-	}
-	return 0;
-}
-
 /* What the parasite tells of one task: signal actions, process-wide state, and every thread's own. */
 static int drain_task(struct snap_ctx *ctx, struct dump_task *t)
 {
@@ -368,11 +335,14 @@ int snap_dump(snap_ctx *ctx, const struct snap_dump_opts *opts)
 		{
 			t->files = files;
 			t->flags = opts->flags;
+			if (!r && files)
+				r = files_dump_add_pid(ctx, files, t->pid);
 		}
 	}
+	/* Files shared between processes are one object of the tree (files-share.c creates each once). */
 	for_each_live_task(&tree, t) if (!r) r = collect(ctx, t);
-	if (!r)
-		r = check_shared_files(ctx, &tree);
+	if (!r && tree.nr)
+		r = files_collect_finish(ctx, tree.tasks[0].files);
 	for_each_live_task(&tree, t) if (!r) r = mem_check_memfd_fds(ctx, t);
 	stage_end(ctx, SNAP_STAGE_COLLECT, t0);
 	if (r)

@@ -14,24 +14,38 @@
 /* epoll registers a (file, fd number) pair; fd numbers above this are not plausible. */
 #define TFD_MAX (1 << 20)
 
-/* Whether fd @cand of @pid is the file registered in @epfd as @tfd (the @toff-th registration with that number). */
-static bool is_target(pid_t pid, int cand, int epfd, int tfd, int toff)
+/*
+ * Whether fd @cand of @cpid is the file registered in @epfd of @pid as @tfd
+ * (the @toff-th registration with that number).
+ */
+static bool is_target(pid_t cpid, int cand, pid_t pid, int epfd, int tfd, int toff)
 {
 	struct kcmp_epoll_slot slot = { .efd = (__u32)epfd, .tfd = (__u32)tfd, .toff = (__u32)toff };
 
-	return syscall(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, cand, (unsigned long)&slot) == 0;
+	return syscall(SYS_kcmp, cpid, pid, KCMP_EPOLL_TFD, cand, (unsigned long)&slot) == 0;
 }
 
-/* The file registered as @tfd: usually still at that number, else at any other fd of the process. */
+/*
+ * The file registered as @tfd: usually still at that number, else at any
+ * other fd of the process, else held by another process of the tree (the
+ * epoll was shared, and only another holder kept the target open).
+ */
 static struct dump_file *find_target(struct files_dump *d, struct dump_file *f, int tfd, int toff)
 {
 	struct dump_file *t = files_dump_by_fd(d, tfd);
 
-	if (t && is_target(f->pid, tfd, f->fd, tfd, toff))
+	if (t && is_target(f->pid, tfd, f->pid, f->fd, tfd, toff))
 		return t;
 	for (size_t i = 0; i < d->cur_nr_fds; i++)
-		if (is_target(f->pid, d->cur_fds[i].fd, f->fd, tfd, toff))
+		if (is_target(f->pid, d->cur_fds[i].fd, f->pid, f->fd, tfd, toff))
 			return d->files[d->cur_fds[i].file_id - 1];
+	for (size_t k = 0; k < d->nr_collected; k++) {
+		const struct dump_task *o = d->collected[k].t;
+
+		for (size_t i = 0; o->pid != f->pid && i < o->nr_fds; i++)
+			if (is_target(o->pid, o->fds[i].fd, f->pid, f->fd, tfd, toff))
+				return d->files[o->fds[i].file_id - 1];
+	}
 	return NULL;
 }
 
@@ -76,7 +90,7 @@ int epoll_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 		if (!target) {
 			r = snap_fail(ctx, -EOPNOTSUPP,
 				      "pid %d: fd %d: epoll watches a file registered as fd %d that no fd of the "
-				      "process holds any more",
+				      "tree holds any more",
 				      f->pid, f->fd, tfds[i].tfd);
 			break;
 		}
@@ -126,7 +140,7 @@ int epoll_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		char what[48];
 		int fd, r;
 
-		if (fe->kind != FILE_KIND__FILE_EPOLL)
+		if (fe->kind != FILE_KIND__FILE_EPOLL || !files_wanted(rs, fe->id))
 			continue;
 		snprintf(what, sizeof(what), "epoll (file %u)", fe->id);
 		fd = epoll_create1(EPOLL_CLOEXEC);
@@ -150,24 +164,41 @@ int epoll_restore_targets(struct snap_ctx *ctx, struct files_restore *rs)
 	for (size_t i = 0; i < fi->nr_files; i++) {
 		const FileEntry *fe = fi->files[i];
 
-		if (fe->kind != FILE_KIND__FILE_EPOLL)
+		if (fe->kind != FILE_KIND__FILE_EPOLL || !files_wanted(rs, fe->id))
 			continue;
 		for (size_t k = 0; k < fe->epoll->n_targets; k++) {
 			const EpollTargetEntry *te = fe->epoll->targets[k];
 			struct epoll_event ev = { .events = te->events, .data.u64 = te->data };
 
+			int saved, fdflags = fcntl(te->tfd, F_GETFD), r = 0;
+
 			/*
 			 * epoll keys a registration by file and fd number: put the file at
-			 * its number for the call. Every fd below our base is placed or
-			 * closed afterwards, so whatever sits there now does not matter.
+			 * its number for the call. What sits there now may be the engine's
+			 * (this may run before the tree forks): it steps aside and comes
+			 * back. The registration outlives the number, as it did at dump.
 			 */
+			saved = fcntl(te->tfd, F_DUPFD_CLOEXEC, rs->base);
+			if (saved < 0 && errno != EBADF)
+				return snap_fail(ctx, -errno, "epoll (file %u): cannot move fd %d aside: %m", fe->id,
+						 te->tfd);
 			if (dup3(rs->fds[te->file_id - 1], te->tfd, O_CLOEXEC) < 0)
-				return snap_fail(ctx, -errno, "epoll (file %u): cannot put file %u at fd %d: %m",
-						 fe->id, te->file_id, te->tfd);
-			if (epoll_ctl(rs->fds[fe->id - 1], EPOLL_CTL_ADD, te->tfd, &ev))
-				return snap_fail(ctx, -errno,
-						 "epoll (file %u): cannot watch fd %d (file %u) for 0x%x: %m", fe->id,
-						 te->tfd, te->file_id, te->events);
+				r = snap_fail(ctx, -errno, "epoll (file %u): cannot put file %u at fd %d: %m", fe->id,
+					      te->file_id, te->tfd);
+			if (!r && epoll_ctl(rs->fds[fe->id - 1], EPOLL_CTL_ADD, te->tfd, &ev))
+				r = snap_fail(ctx, -errno, "epoll (file %u): cannot watch fd %d (file %u) for 0x%x: %m",
+					      fe->id, te->tfd, te->file_id, te->events);
+			if (saved >= 0) {
+				if (dup3(saved, te->tfd, (fdflags > 0 && (fdflags & FD_CLOEXEC)) ? O_CLOEXEC : 0) < 0 &&
+				    !r)
+					r = snap_fail(ctx, -errno, "epoll (file %u): cannot put fd %d back: %m", fe->id,
+						      te->tfd);
+				close(saved);
+			} else {
+				close(te->tfd);
+			}
+			if (r)
+				return r;
 		}
 	}
 	return 0;

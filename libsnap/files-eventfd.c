@@ -40,7 +40,7 @@ int eventfd_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		char what[48];
 		int fd, r;
 
-		if (fe->kind != FILE_KIND__FILE_EVENTFD)
+		if (fe->kind != FILE_KIND__FILE_EVENTFD || !files_wanted(rs, fe->id))
 			continue;
 		snprintf(what, sizeof(what), "eventfd (file %u)", fe->id);
 		if (ev->count == UINT64_MAX)

@@ -753,7 +753,7 @@ int inet_restore(struct snap_ctx *ctx, struct files_restore *rs)
 			bool conn;
 			int r;
 
-			if (fe->kind != FILE_KIND__FILE_INET)
+			if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_INET)
 				continue;
 			conn = fe->inet_sk->repair || (fe->inet_sk->has_restore_closed && fe->inet_sk->restore_closed);
 			if (conn != (pass == 1))
@@ -767,7 +767,8 @@ int inet_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		const FileEntry *fe = fi->files[i];
 		int r;
 
-		if (fe->kind != FILE_KIND__FILE_INET || fe->inet_sk->protocol != IPPROTO_UDP || !fe->inet_sk->n_queue)
+		if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_INET ||
+		    fe->inet_sk->protocol != IPPROTO_UDP || !fe->inet_sk->n_queue)
 			continue;
 		r = udp_fill(ctx, rs, fe);
 		if (r)
@@ -779,7 +780,7 @@ int inet_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		char what[200];
 		int r = 0;
 
-		if (fe->kind != FILE_KIND__FILE_INET || ie->protocol != IPPROTO_UDP)
+		if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_INET || ie->protocol != IPPROTO_UDP)
 			continue;
 		describe(fe, what, sizeof(what));
 		if (ie->has_dst_addr && ie->state == TCP_ESTABLISHED) {
@@ -799,7 +800,7 @@ int inet_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		char what[200];
 		int r;
 
-		if (fe->kind != FILE_KIND__FILE_INET || !fe->inet_sk->repair)
+		if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_INET || !fe->inet_sk->repair)
 			continue;
 		describe(fe, what, sizeof(what));
 		r = repair_finish(ctx, rs->fds[i], fe->inet_sk, what);

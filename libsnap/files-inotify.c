@@ -211,7 +211,7 @@ int inotify_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		char what[48], buf[4096];
 		int fd, r = 0;
 
-		if (fe->kind != FILE_KIND__FILE_INOTIFY)
+		if (fe->kind != FILE_KIND__FILE_INOTIFY || !files_wanted(rs, fe->id))
 			continue;
 		snprintf(what, sizeof(what), "inotify (file %u)", fe->id);
 		fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);

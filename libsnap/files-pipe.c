@@ -224,6 +224,8 @@ static int restore_one(struct snap_ctx *ctx, struct files_restore *rs, const Pip
 		const FileEntry *fe = fi->files[i];
 		int fd;
 
+		if (!files_wanted(rs, fe->id))
+			continue;
 		if (fifo ? (fe->kind != FILE_KIND__FILE_FIFO || fe->reg->pipe_id != pe->id)
 			 : (fe->kind != FILE_KIND__FILE_PIPE || fe->pipe_id != pe->id))
 			continue;
@@ -248,6 +250,8 @@ int pipe_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		for (size_t i = 0; i < fi->nr_files; i++) {
 			const FileEntry *fe = fi->files[i];
 
+			if (!files_wanted(rs, fe->id))
+				continue;
 			if (fe->kind == FILE_KIND__FILE_PIPE && fe->pipe_id == pe->id)
 				used = true;
 			if (fe->kind == FILE_KIND__FILE_FIFO && fe->reg->pipe_id == pe->id)

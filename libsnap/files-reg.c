@@ -57,14 +57,85 @@ static bool is_tty(dev_t rdev)
 	return ma == 4 || ma == 5 || (ma >= 136 && ma <= 143) || ma == 2 || ma == 3;
 }
 
-static int dump_chr(struct snap_ctx *ctx, struct dump_file *f, RegFileEntry *reg)
+/*
+ * Whether @rdev is @pid's controlling terminal (tty_nr of /proc/PID/stat),
+ * with its foreground group (tpgid, 0 if none) and @pid's session.
+ */
+static bool tty_of(pid_t pid, dev_t rdev, pid_t *ret_fg, pid_t *ret_sid)
+{
+	char path[64], buf[1024], *p;
+	long tty_nr = 0, tpgid = 0, sid = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	/* After comm (which may hold anything, so up to the last ')'): state ppid pgrp session tty_nr tpgid. */
+	p = strrchr(buf, ')');
+	if (!p || sscanf(p + 1, " %*c %*d %*d %ld %ld %ld", &sid, &tty_nr, &tpgid) != 3)
+		return false;
+	/* tty_nr packs the device number its own way: minor bits 31-20 and 7-0, major bits 15-8. */
+	if ((unsigned)((tty_nr >> 8) & 0xfff) != major(rdev) ||
+	    (unsigned)((tty_nr & 0xff) | ((tty_nr >> 12) & 0xfff00)) != minor(rdev))
+		return false;
+	*ret_fg = tpgid > 0 ? (pid_t)tpgid : 0;
+	*ret_sid = (pid_t)sid;
+	return true;
+}
+
+static int dump_chr(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, RegFileEntry *reg)
 {
 	dev_t rdev = f->st.st_rdev;
 
+	/* A pty master (/dev/ptmx, 5:2; BSD masters, major 2) is the other side of a terminal, never one's own. */
+	if (is_tty(rdev) && (d->flags & SNAP_DUMP_SHELL_JOB) && major(rdev) != 2 &&
+	    !(major(rdev) == 5 && minor(rdev) == 2)) {
+		pid_t fg = 0, sid = 0;
+
+		/*
+		 * The restored tree joins the caller's session, whose terminal this
+		 * becomes: a session of the tree would come back without it.
+		 */
+		if (tty_of(f->pid, rdev, &fg, &sid)) {
+			for (size_t i = 0; i < d->nr_pids; i++)
+				if (d->pids[i] == sid)
+					return snap_fail(
+						ctx, -EOPNOTSUPP,
+						"pid %d: fd %d is the terminal %s of session %d, which pid %d of "
+						"the tree leads: a shell job is not a session leader",
+						f->pid, f->fd, f->link, sid, sid);
+		}
+		/* Whatever terminal it was, it becomes the restoring caller's: two would be merged into one. */
+		for (size_t i = 0; i < d->nr_files; i++) {
+			const struct dump_file *o = d->files[i];
+
+			if (o != f && o->fe && o->fe->body_case == FILE_ENTRY__BODY_REG && o->fe->reg &&
+			    o->fe->reg->has_tty && o->st.st_rdev != rdev)
+				return snap_fail(ctx, -EOPNOTSUPP,
+						 "pid %d: fd %d is the terminal %s, another than %s (pid %d fd %d); "
+						 "--shell-job restores one terminal",
+						 f->pid, f->fd, f->link, o->link, o->pid, o->fd);
+		}
+		reg->has_tty = reg->tty = 1;
+		reg->has_rdev = 1;
+		reg->rdev = (uint64_t)rdev;
+		if (fg) {
+			reg->has_tty_fg_pgid = 1;
+			reg->tty_fg_pgid = fg;
+		}
+		return 0;
+	}
 	if (is_tty(rdev))
 		return snap_fail(ctx, -EOPNOTSUPP,
-				 "pid %d: fd %d is a terminal (%s, %u:%u); restoring a process attached to a terminal "
-				 "needs --shell-job, which this version does not have yet",
+				 "pid %d: fd %d is a terminal (%s, %u:%u); a process attached to its terminal is "
+				 "dumped with --shell-job (a pty master is refused even then)",
 				 f->pid, f->fd, f->link, major(rdev), minor(rdev));
 	if (!stateless_chr(rdev))
 		return snap_fail(ctx, -EOPNOTSUPP,
@@ -161,7 +232,7 @@ int reg_dump(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f)
 	case FILE_KIND__FILE_CHR:
 		if (deleted)
 			break;
-		return dump_chr(ctx, f, reg);
+		return dump_chr(ctx, d, f, reg);
 	case FILE_KIND__FILE_DIR:
 	case FILE_KIND__FILE_PATH:
 		if (deleted)
@@ -236,6 +307,12 @@ int reg_validate(struct snap_ctx *ctx, const struct files_image *fi, const FileE
 			return snap_fail(ctx, -EINVAL, "image open-files.img: file %u: bad content reference", fe->id);
 		return 0;
 	}
+	/* The terminal of a shell job becomes the caller's: files-share.c checks there is one. */
+	if (reg->has_tty && reg->tty)
+		return fe->kind == FILE_KIND__FILE_CHR
+			       ? 0
+			       : snap_fail(ctx, -EINVAL, "image open-files.img: file %u: a terminal of kind %d", fe->id,
+					   fe->kind);
 	r = fe->kind == FILE_KIND__FILE_PATH && (fe->flags & O_NOFOLLOW) ? lstat(reg->path, &st) : stat(reg->path, &st);
 	if (r)
 		return snap_fail(ctx, -errno, "file %s no longer exists: %m", reg->path);
@@ -397,7 +474,8 @@ int reg_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		uint32_t flags;
 		int fd;
 
-		if (fe->body_case != FILE_ENTRY__BODY_REG || fe->kind == FILE_KIND__FILE_FIFO)
+		if (fe->body_case != FILE_ENTRY__BODY_REG || fe->kind == FILE_KIND__FILE_FIFO ||
+		    !files_wanted(rs, fe->id))
 			continue;
 		snprintf(what, sizeof(what), "file %u (%s)", fe->id, reg->path);
 		ce = content_of(fi, reg);
@@ -416,7 +494,16 @@ int reg_restore(struct snap_ctx *ctx, struct files_restore *rs)
 			/* Each description of the inode is opened anew: its own flags and offset. */
 			fd = files_reopen(ctx, rs, holder[ce->id - 1], flags, what);
 		} else {
-			fd = open(reg->path, (int)(flags & ~(uint32_t)(OPEN_ONLY_FLAGS | O_CLOEXEC)) | O_CLOEXEC);
+			const char *path = reg->path;
+			char tty[64];
+
+			/* --shell-job: the caller's terminal, which the new process inherited from it. */
+			if (reg->has_tty && reg->tty) {
+				snprintf(tty, sizeof(tty), "/proc/self/fd/%d", files_share_tty_fd(fi));
+				path = tty;
+			}
+			fd = open(path, (int)(flags & ~(uint32_t)(OPEN_ONLY_FLAGS | O_CLOEXEC)) | O_CLOEXEC |
+						(path == tty ? O_NOCTTY : 0));
 			if (fd < 0)
 				fd = snap_fail(ctx, -errno, "%s: cannot open it again: %m", what);
 			else

@@ -40,7 +40,7 @@ int signalfd_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		char what[48];
 		int fd, r;
 
-		if (fe->kind != FILE_KIND__FILE_SIGNALFD)
+		if (fe->kind != FILE_KIND__FILE_SIGNALFD || !files_wanted(rs, fe->id))
 			continue;
 		snprintf(what, sizeof(what), "signalfd (file %u)", fe->id);
 		mask = fe->signalfd->sigmask;

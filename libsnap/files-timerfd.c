@@ -119,7 +119,7 @@ int timerfd_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		char what[48];
 		int fd, r = 0;
 
-		if (fe->kind != FILE_KIND__FILE_TIMERFD)
+		if (fe->kind != FILE_KIND__FILE_TIMERFD || !files_wanted(rs, fe->id))
 			continue;
 		snprintf(what, sizeof(what), "timerfd (file %u)", fe->id);
 		fd = timerfd_create(te->clockid, TFD_CLOEXEC);

@@ -875,7 +875,7 @@ int unix_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		const FileEntry *fe = fi->files[i];
 		const UnixSkEntry *u = fe->unix_sk;
 
-		if (fe->kind != FILE_KIND__FILE_UNIX)
+		if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_UNIX)
 			continue;
 		if (u->state == TCP_LISTEN || (u->type == SOCK_DGRAM && !(u->has_peer_ino && u->peer_ino)) ||
 		    (u->type == SOCK_DGRAM && named(u)) || u->state == TCP_CLOSE)
@@ -888,7 +888,8 @@ int unix_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		uint32_t pid = 0;
 		const UnixSkEntry *p;
 
-		if (fe->kind != FILE_KIND__FILE_UNIX || rs->fds[i] >= 0 || u->state != TCP_ESTABLISHED)
+		if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_UNIX || rs->fds[i] >= 0 ||
+		    u->state != TCP_ESTABLISHED)
 			continue;
 		if (u->type == SOCK_DGRAM) {
 			/* Unnamed mutual datagram pairs can only come from socketpair(). */
@@ -940,7 +941,7 @@ int unix_restore(struct snap_ctx *ctx, struct files_restore *rs)
 	for (size_t i = 0; !r && i < fi->nr_files; i++) {
 		const FileEntry *fe = fi->files[i];
 
-		if (fe->kind != FILE_KIND__FILE_UNIX || fe->unix_sk->state != TCP_LISTEN)
+		if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_UNIX || fe->unix_sk->state != TCP_LISTEN)
 			continue;
 		for (size_t k = 0; !r && k < fe->unix_sk->n_pending; k++) {
 			uint32_t cid = 0;
@@ -967,7 +968,7 @@ int unix_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		uint32_t pid = 0;
 		int peer_fd = closed_peer[i];
 
-		if (fe->kind != FILE_KIND__FILE_UNIX || !u->n_queue)
+		if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_UNIX || !u->n_queue)
 			continue;
 		if (peer_fd < 0 && u->has_peer_ino && image_sk(fi, u->peer_ino, &pid))
 			peer_fd = rs->fds[pid - 1];
@@ -978,7 +979,8 @@ int unix_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		const UnixSkEntry *u = fe->unix_sk, *p;
 		char what[200];
 
-		if (fe->kind != FILE_KIND__FILE_UNIX || u->type != SOCK_DGRAM || !(u->has_peer_ino && u->peer_ino))
+		if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_UNIX || u->type != SOCK_DGRAM ||
+		    !(u->has_peer_ino && u->peer_ino))
 			continue;
 		p = image_sk(fi, u->peer_ino, NULL);
 		if (!named(p))
@@ -992,7 +994,7 @@ int unix_restore(struct snap_ctx *ctx, struct files_restore *rs)
 		const UnixSkEntry *u = fe->unix_sk;
 		char what[200];
 
-		if (fe->kind != FILE_KIND__FILE_UNIX)
+		if (!files_wanted(rs, fe->id) || fe->kind != FILE_KIND__FILE_UNIX)
 			continue;
 		describe(fe, what, sizeof(what));
 		if (u->has_shutdown && u->shutdown && closed_peer[i] < 0 && u->state != TCP_LISTEN &&

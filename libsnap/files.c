@@ -134,6 +134,16 @@ static bool in_dump(const struct files_dump *d, pid_t pid)
 	return false;
 }
 
+int files_dump_add_pid(struct snap_ctx *ctx, struct files_dump *d, pid_t pid)
+{
+	if (in_dump(d, pid))
+		return 0;
+	if (arena_push(&d->arena, (void ***)&d->pids, &d->nr_pids, NULL))
+		return snap_fail(ctx, -ENOMEM, "out of memory");
+	d->pids[d->nr_pids - 1] = pid;
+	return 0;
+}
+
 static bool is_dump_fifo(const struct files_dump *d, const char *link)
 {
 	for (size_t i = 0; i < d->nr_files; i++)
@@ -397,7 +407,7 @@ static const struct file_ops *classify(struct snap_ctx *ctx, struct dump_file *f
  * the highest number the image has. Raises the soft limit up to the hard one
  * when needed (rlimits are not restored yet, so the restored process keeps it).
  */
-static int ensure_nofile(struct snap_ctx *ctx, uint64_t more, const char *why)
+int files_ensure_nofile(struct snap_ctx *ctx, uint64_t more, const char *why)
 {
 	struct rlimit rl;
 	uint64_t open_now = 0;
@@ -542,9 +552,9 @@ int files_collect(struct snap_ctx *ctx, struct dump_task *t)
 		d->flags = t->flags;
 		t->files = d;
 	}
-	if (arena_push(&d->arena, (void ***)&d->pids, &d->nr_pids, NULL))
-		return snap_fail(ctx, -ENOMEM, "out of memory");
-	d->pids[d->nr_pids - 1] = t->pid;
+	r = files_dump_add_pid(ctx, d, t->pid);
+	if (r)
+		return r;
 	pidfd = (int)syscall(SYS_pidfd_open, t->pid, 0);
 	if (pidfd < 0)
 		return snap_fail(ctx, -errno, "pid %d: pidfd_open: %m", t->pid);
@@ -553,7 +563,7 @@ int files_collect(struct snap_ctx *ctx, struct dump_task *t)
 		char why[48];
 
 		snprintf(why, sizeof(why), "pid %d: copying its %zu fds", t->pid, nr);
-		r = ensure_nofile(ctx, nr, why);
+		r = files_ensure_nofile(ctx, nr, why);
 	}
 	if (r)
 		goto out;
@@ -569,19 +579,40 @@ int files_collect(struct snap_ctx *ctx, struct dump_task *t)
 			goto out;
 		t->nr_fds++;
 	}
-	/* Now that every file of the process is known, each kind looks at its own. */
-	d->cur_fds = t->fds;
-	d->cur_nr_fds = t->nr_fds;
-	for (size_t i = first; i < d->nr_files; i++) {
-		r = d->files[i]->ops->dump(ctx, d, d->files[i]);
-		if (r)
+	/* Each kind looks at its own once every process's files are known: peers may be in any of them. */
+	{
+		struct files_collected *v = realloc(d->collected, (d->nr_collected + 1) * sizeof(*v));
+
+		if (!v) {
+			r = snap_fail(ctx, -ENOMEM, "out of memory");
 			goto out;
+		}
+		d->collected = v;
+		v[d->nr_collected++] = (struct files_collected){ t, first, d->nr_files };
 	}
 out:
-	d->cur_fds = NULL;
-	d->cur_nr_fds = 0;
 	free(ids);
 	close(pidfd);
+	return r;
+}
+
+int files_collect_finish(struct snap_ctx *ctx, struct files_dump *d)
+{
+	int r = 0;
+
+	for (size_t k = 0; d && !r && k < d->nr_collected; k++) {
+		const struct files_collected *c = &d->collected[k];
+
+		/* The files first seen in a process look it up among that process's fds (epoll targets). */
+		d->cur_fds = c->t->fds;
+		d->cur_nr_fds = c->t->nr_fds;
+		for (size_t i = c->first; !r && i < c->end; i++)
+			r = d->files[i]->ops->dump(ctx, d, d->files[i]);
+	}
+	if (d) {
+		d->cur_fds = NULL;
+		d->cur_nr_fds = 0;
+	}
 	return r;
 }
 
@@ -741,6 +772,7 @@ void files_dump_free(struct files_dump *d)
 	for (size_t i = 0; i < d->nr_outside; i++)
 		free(d->outside[i].link);
 	free(d->outside);
+	free(d->collected);
 	free(d->contents);
 	arena_free(&d->arena);
 	free(d);
@@ -851,6 +883,7 @@ void files_image_free(struct files_image *fi)
 		protobuf_c_message_free_unpacked(&fi->fs->base, NULL);
 	if (fi->data_fd >= 0)
 		close(fi->data_fd);
+	files_share_put(fi->share);
 	memset(fi, 0, sizeof(*fi));
 	fi->data_fd = -1;
 }
@@ -1032,8 +1065,9 @@ int files_set_fl(struct snap_ctx *ctx, int fd, uint32_t flags, const char *what)
 int files_restore_prepare(struct snap_ctx *ctx, const struct files_image *fi)
 {
 	/* The image's fds, then our copy of every file above them until each is placed. */
-	return ensure_nofile(ctx, (uint64_t)files_max_fd(fi) + 16 + fi->nr_files + fi->nr_contents + 2 * fi->nr_pipes,
-			     "restoring the fds");
+	return files_ensure_nofile(ctx,
+				   (uint64_t)files_max_fd(fi) + 16 + fi->nr_files + fi->nr_contents + 2 * fi->nr_pipes,
+				   "restoring the fds");
 }
 
 static int cmp_int(const void *a, const void *b)
@@ -1041,16 +1075,30 @@ static int cmp_int(const void *a, const void *b)
 	return *(const int *)a - *(const int *)b;
 }
 
-int files_restore(struct snap_ctx *ctx, const struct files_image *fi, const int *keep, size_t nr_keep)
+int files_create(struct snap_ctx *ctx, const struct files_image *fi, int *fds, int base, const bool *want)
 {
-	struct files_restore rs = { .fi = fi };
-	size_t nr_live = 0;
-	int *live = malloc((fi->nr_fds + nr_keep + 1) * sizeof(*live)), prev = -1, r = 0;
+	struct files_restore rs = { .fi = fi, .fds = fds, .base = base, .want = want };
 	/* Kinds in the order they need each other: sockets may bind in the cwd, epolls watch the others. */
 	int (*const steps[])(struct snap_ctx *, struct files_restore *) = {
 		reg_restore,	 pipe_restore,	eventfd_restore, signalfd_restore, timerfd_restore,
 		inotify_restore, epoll_restore, unix_restore,	 inet_restore,	   epoll_restore_targets,
 	};
+	int r = 0;
+
+	for (size_t s = 0; !r && s < sizeof(steps) / sizeof(steps[0]); s++)
+		r = steps[s](ctx, &rs);
+	for (size_t i = 0; !r && i < fi->nr_files; i++)
+		if (files_wanted(&rs, (uint32_t)i + 1) && fds[i] < 0)
+			r = snap_fail(ctx, -EINVAL, "file %zu of the image was not created (kind %d)", i + 1,
+				      fi->files[i]->kind);
+	return r;
+}
+
+int files_restore(struct snap_ctx *ctx, const struct files_image *fi, const int *keep, size_t nr_keep)
+{
+	struct files_restore rs = { .fi = fi };
+	size_t nr_live = 0;
+	int *live = malloc((fi->nr_fds + nr_keep + 1) * sizeof(*live)), prev = -1, r = 0;
 
 	rs.fds = malloc((fi->nr_files ? fi->nr_files : 1) * sizeof(*rs.fds));
 	if (!live || !rs.fds) {
@@ -1064,15 +1112,21 @@ int files_restore(struct snap_ctx *ctx, const struct files_image *fi, const int 
 	for (size_t i = 0; i < nr_keep; i++)
 		if (keep[i] >= rs.base)
 			rs.base = keep[i] + 1;
-	/* Relative socket names were bound there. */
-	if (!r && chdir(fi->fs->cwd))
-		r = snap_fail(ctx, -errno, "cannot enter working directory %s: %m", fi->fs->cwd);
-	for (size_t s = 0; !r && s < sizeof(steps) / sizeof(steps[0]); s++)
-		r = steps[s](ctx, &rs);
-	for (size_t i = 0; !r && i < fi->nr_files; i++)
-		if (rs.fds[i] < 0)
-			r = snap_fail(ctx, -EINVAL, "file %zu of the image was not created (kind %d)", i + 1,
-				      fi->files[i]->kind);
+	if (fi->share) {
+		/* Made before the tree forked, by us or an ancestor (files-share.c): ours by inheritance. */
+		for (size_t i = 0; i < fi->nr_files; i++)
+			rs.fds[i] = files_share_fd(fi, (uint32_t)i + 1);
+		for (size_t i = 0; !r && i < fi->nr_fds; i++)
+			if (rs.fds[fi->fds[i]->file_id - 1] < 0)
+				r = snap_fail(ctx, -EINVAL, "fd %d: file %u was not created for it", fi->fds[i]->fd,
+					      fi->fds[i]->file_id);
+	} else {
+		/* Relative socket names were bound there. */
+		if (chdir(fi->fs->cwd))
+			r = snap_fail(ctx, -errno, "cannot enter working directory %s: %m", fi->fs->cwd);
+		if (!r)
+			r = files_create(ctx, fi, rs.fds, rs.base, NULL);
+	}
 	for (size_t i = 0; !r && i < fi->nr_fds; i++) {
 		const FdEntry *fe = fi->fds[i];
 
@@ -1081,6 +1135,8 @@ int files_restore(struct snap_ctx *ctx, const struct files_image *fi, const int 
 		live[nr_live++] = fe->fd;
 	}
 	free(rs.fds);
+	if (!r)
+		r = files_share_foreground(ctx, fi);
 	if (r) {
 		free(live);
 		return r;

@@ -43,6 +43,12 @@ struct dump_content {
 	uint64_t dev, ino;
 };
 
+/* The files first seen in one process: d->files[first..end). */
+struct files_collected {
+	struct dump_task *t;
+	size_t first, end;
+};
+
 /* Everything the files of one dump share: object ids, pipes, socket tables. */
 struct files_dump {
 	unsigned flags; /* enum snap_dump_flags */
@@ -64,6 +70,8 @@ struct files_dump {
 	struct outside_holder *outside;
 	size_t nr_outside;
 	bool outside_scanned;
+	struct files_collected *collected; /* per process collected, for files_collect_finish */
+	size_t nr_collected;
 };
 
 struct file_ops {
@@ -99,7 +107,14 @@ int files_dump_content(struct snap_ctx *ctx, struct files_dump *d, struct dump_f
 int files_dump_pipe(struct snap_ctx *ctx, struct files_dump *d, struct dump_file *f, uint32_t *ret_id);
 
 /* dump.c's calls */
+/* Counts @pid as a process of the dump: what it holds is not held outside. Every one, before any is collected. */
+int files_dump_add_pid(struct snap_ctx *ctx, struct files_dump *d, pid_t pid);
 int files_collect(struct snap_ctx *ctx, struct dump_task *t);
+/*
+ * Once every process of the tree is collected: each kind dumps its files
+ * (a peer, a pipe's other end, may be in any process of the tree).
+ */
+int files_collect_finish(struct snap_ctx *ctx, struct files_dump *d);
 /* files-<pid>.img of @t */
 int files_dump(struct snap_ctx *ctx, struct dump_task *t, struct img_dir *dir);
 /* open-files.img, pipes.img, file-contents.img and file-data.img of the whole dump */
@@ -126,6 +141,9 @@ struct files_image {
 	size_t nr_contents;
 	int data_fd; /* file-data.img */
 	uint64_t data_size;
+	/* The tree's plan of who creates which file (files-share.c), shared by every task's image; or NULL. */
+	struct files_share *share;
+	size_t share_idx; /* this task's index in the tree */
 };
 
 int files_image_read(struct snap_ctx *ctx, struct img_set *set, int pid, struct files_image *ret);
@@ -142,13 +160,57 @@ int files_restore_prepare(struct snap_ctx *ctx, const struct files_image *fi);
  * @keep[0..nr_keep) survive, every other fd is closed.
  */
 int files_restore(struct snap_ctx *ctx, const struct files_image *fi, const int *keep, size_t nr_keep);
+/*
+ * Creates, in this process, the files with @want[id - 1] set (all if
+ * @want is NULL), each at or above @base; fds[id - 1] gets our descriptor
+ * of each. Files they refer to (pipe ends, peers, epoll targets) must be
+ * wanted together.
+ */
+int files_create(struct snap_ctx *ctx, const struct files_image *fi, int *fds, int base, const bool *want);
+/* Raises RLIMIT_NOFILE so that @more descriptors fit above those open now. */
+int files_ensure_nofile(struct snap_ctx *ctx, uint64_t more, const char *why);
+
+/* ---- files-share.c: files shared between the processes of a tree ---- */
+
+struct restore_task;
+/*
+ * In the engine, once every image is read and validated: decides which
+ * process creates each file (the nearest common ancestor of the processes
+ * holding it, or of those holding anything created with it), checks what
+ * the terminal of a --shell-job image becomes (@flags: enum
+ * snap_restore_flags), and hangs the plan on every task's files image.
+ */
+int files_share_plan(struct snap_ctx *ctx, struct restore_task *tasks, const size_t *parent, size_t nr, unsigned flags);
+/*
+ * In the new process, before it forks its children: creates the files the
+ * plan gives it, so that the children inherit them. files_restore then
+ * puts each process's own at their numbers and closes the rest.
+ */
+int files_share_create(struct snap_ctx *ctx, struct files_image *fi);
+void files_share_put(struct files_share *sh);
+/* Our descriptor of file @id, made by us or an ancestor before the fork, or -1. */
+int files_share_fd(const struct files_image *fi, uint32_t id);
+/* The plan, for tests: the task index that creates file @id, and the lowest fd number created files take. */
+size_t files_share_creator(const struct files_image *fi, uint32_t id);
+int files_share_base(const struct files_image *fi);
+/* --shell-job: the terminal's descriptor in the new process (inherited from the caller), or -1. */
+int files_share_tty_fd(const struct files_image *fi);
+/* After placing the fds: makes this process's group the terminal's foreground group if it was. */
+int files_share_foreground(struct snap_ctx *ctx, const struct files_image *fi);
 
 /* State of files_restore while it runs, for the kinds. */
 struct files_restore {
 	const struct files_image *fi;
-	int *fds; /* fds[id - 1]: our descriptor of file @id once it exists, else -1 */
-	int base; /* our descriptors live at or above it, out of the image's way */
+	int *fds;	  /* fds[id - 1]: our descriptor of file @id once it exists, else -1 */
+	int base;	  /* our descriptors live at or above it, out of the image's way */
+	const bool *want; /* want[id - 1]: this pass creates file @id; NULL: all */
 };
+
+/* Whether this pass creates file @id: the others are another process's, or made already. */
+static inline bool files_wanted(const struct files_restore *rs, uint32_t id)
+{
+	return !rs->want || rs->want[id - 1];
+}
 
 /*
  * Moves @fd at or above rs->base, closing the original; returns the new

@@ -389,6 +389,9 @@ __attribute__((noreturn)) static void tree_child(struct snap_ctx *ctx, struct im
 	if (!is_zombie(pe))
 		restore_task_premap(ctx, set, &tree->tasks[idx], idx ? &tree->tasks[tree->parent[idx]] : NULL,
 				    status_fd);
+	/* Then the files it creates for itself and its descendants, which the children forked below inherit. */
+	if (!is_zombie(pe))
+		r = files_share_create(ctx, &tree->tasks[idx].files);
 	for (size_t k = 0; !r && k < tree->nr_standins; k++) {
 		pid_t p;
 
@@ -515,6 +518,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		r = img_set_open(ctx, opts->images_dir, &set);
 	if (!r)
 		r = read_tree(ctx, set, &tree, ns);
+	if (!r)
+		r = files_share_plan(ctx, tree.tasks, tree.parent, tree.nr, opts->flags);
 	/* In a PID namespace the root's parent is the init, which outlives it. */
 	if (!r && (opts->flags & SNAP_RESTORE_DETACH) && !ns_pidns(ns))
 		attrs_detach(ctx, tree.tasks[0].core, tree.entries[0]->pid);

@@ -13,18 +13,17 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"usage:\n"
-		"  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--stats FILE]\n"
-		"              [--hook STAGE=COMMAND]... [-v]\n"
-		"  snapcr restore -D DIR [-d] [--pidfile FILE] [--stats FILE] [--pidns] [--netns | --netns-path PATH]\n"
-		"              [--hook STAGE=COMMAND]... [-v]\n"
-		"  snapcr prepare -D DIR --ready PROBE [--warmup URL [--warmup-count N]] [--timeout SECONDS]\n"
-		"              [--log FILE] [dump options] -- CMD [ARGS...]\n"
-		"      PROBE: tcp:HOST:PORT | http://HOST[:PORT][/PATH] | file:PATH\n"
-		"      STAGE: pre-dump | post-dump | pre-restore | post-restore\n"
-		"  snapcr check\n"
-		"  snapcr show DIR|FILE\n");
+	fprintf(f, "usage:\n"
+		   "  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--shell-job]\n"
+		   "              [--stats FILE] [--hook STAGE=COMMAND]... [-v]\n"
+		   "  snapcr restore -D DIR [-d] [--shell-job] [--pidfile FILE] [--stats FILE] [--pidns]\n"
+		   "              [--netns | --netns-path PATH] [--hook STAGE=COMMAND]... [-v]\n"
+		   "  snapcr prepare -D DIR --ready PROBE [--warmup URL [--warmup-count N]] [--timeout SECONDS]\n"
+		   "              [--log FILE] [dump options] -- CMD [ARGS...]\n"
+		   "      PROBE: tcp:HOST:PORT | http://HOST[:PORT][/PATH] | file:PATH\n"
+		   "      STAGE: pre-dump | post-dump | pre-restore | post-restore\n"
+		   "  snapcr check\n"
+		   "  snapcr show DIR|FILE\n");
 }
 
 static void log_stderr(void *opaque, enum snap_log_level level, const char *msg)
@@ -56,6 +55,7 @@ enum {
 	OPT_WARMUP_COUNT,
 	OPT_TIMEOUT,
 	OPT_LOG,
+	OPT_SHELL_JOB,
 };
 
 #define MAX_HOOKS 64
@@ -132,6 +132,9 @@ static int dump_option(snap_ctx *ctx, int c, struct snap_dump_opts *o)
 	case OPT_TCP_CLOSE:
 		o->flags |= SNAP_DUMP_TCP_CLOSE;
 		return 0;
+	case OPT_SHELL_JOB:
+		o->flags |= SNAP_DUMP_SHELL_JOB;
+		return 0;
 	case OPT_STATS:
 		o->stats_file = optarg;
 		return 0;
@@ -154,6 +157,7 @@ static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
 		{ "leave-running", no_argument, NULL, OPT_LEAVE_RUNNING },
 		{ "tcp-established", no_argument, NULL, OPT_TCP_ESTABLISHED },
 		{ "tcp-close", no_argument, NULL, OPT_TCP_CLOSE },
+		{ "shell-job", no_argument, NULL, OPT_SHELL_JOB },
 		{ "stats", required_argument, NULL, OPT_STATS },
 		{ "hook", required_argument, NULL, OPT_HOOK },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -194,6 +198,7 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 		{ "images-dir", required_argument, NULL, 'D' },
 		{ "detach", no_argument, NULL, 'd' },
 		{ "pidfile", required_argument, NULL, OPT_PIDFILE },
+		{ "shell-job", no_argument, NULL, OPT_SHELL_JOB },
 		{ "stats", required_argument, NULL, OPT_STATS },
 		{ "pidns", no_argument, NULL, OPT_PIDNS },
 		{ "netns", no_argument, NULL, OPT_NETNS },
@@ -213,6 +218,9 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 			break;
 		case 'd':
 			o.flags |= SNAP_RESTORE_DETACH;
+			break;
+		case OPT_SHELL_JOB:
+			o.flags |= SNAP_RESTORE_SHELL_JOB;
 			break;
 		case OPT_PIDFILE:
 			o.pidfile = optarg;

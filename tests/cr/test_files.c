@@ -198,6 +198,31 @@ Test(files, event_leave_running)
 	run_leave_running("wl-files-event", NULL, 0);
 }
 
+/* The shared eventfd and epoll sets need the eventfd's state in fdinfo (not in Linux 6.1): left out without. */
+static const char *const *share_args(void)
+{
+	static const char *const no_eventfd[] = { "no-eventfd", NULL };
+
+	return eventfd_fdinfo() ? NULL : no_eventfd;
+}
+
+Test(files, share_nocr)
+{
+	H_OK(h_run_nocr("wl-files-share", share_args(), 0));
+}
+
+/* A tree sharing pipes, a socketpair, a file offset, an eventfd and epoll, a listener of 3 workers. */
+Test(files, share_cr)
+{
+	run_cr("wl-files-share", share_args(), 0, false);
+}
+
+/* Dumping a tree's shared pipes and sockets takes nothing from them. */
+Test(files, share_leave_running)
+{
+	run_leave_running("wl-files-share", share_args(), 0);
+}
+
 Test(files, tcp_listen_nocr)
 {
 	run_nocr_checked("wl-files-tcp", listen_args, check_tcp_backlog);

@@ -60,6 +60,11 @@ enum snap_dump_flags {
 	SNAP_DUMP_TCP_ESTABLISHED = 1u << 1,
 	/* Connected TCP sockets come back closed, so the application's own reconnect logic runs. */
 	SNAP_DUMP_TCP_CLOSE = 1u << 2,
+	/*
+	 * A shell job: its terminal fds are recorded as "the terminal" (not
+	 * refused), to become the restoring caller's terminal.
+	 */
+	SNAP_DUMP_SHELL_JOB = 1u << 3,
 };
 
 /*
@@ -128,6 +133,12 @@ enum snap_restore_flags {
 	SNAP_RESTORE_PIDNS = 1u << 1,
 	/* Restore into a new network namespace with only the loopback device, up. */
 	SNAP_RESTORE_NETNS = 1u << 2,
+	/*
+	 * The image's terminal fds become the caller's terminal (the first of
+	 * its fds 0, 1, 2 that is one), reopened; a group that was in the
+	 * foreground is made the foreground group again.
+	 */
+	SNAP_RESTORE_SHELL_JOB = 1u << 3,
 };
 
 struct snap_restore_opts {
