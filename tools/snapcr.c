@@ -17,7 +17,7 @@ static void usage(FILE *f)
 		"usage:\n"
 		"  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--stats FILE] [-v]\n"
 		"  snapcr restore -D DIR [-d] [--pidfile FILE] [--stats FILE] [--pidns] [--netns | --netns-path PATH] "
-		"[-v]\n"
+		"[--map-pages] [-v]\n"
 		"  snapcr check\n"
 		"  snapcr show DIR|FILE\n");
 }
@@ -44,7 +44,8 @@ enum {
 	OPT_TCP_CLOSE,
 	OPT_PIDNS,
 	OPT_NETNS,
-	OPT_NETNS_PATH
+	OPT_NETNS_PATH,
+	OPT_MAP_PAGES
 };
 
 static int cmd_dump(snap_ctx *ctx, int argc, char **argv)
@@ -112,6 +113,7 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 		{ "pidns", no_argument, NULL, OPT_PIDNS },
 		{ "netns", no_argument, NULL, OPT_NETNS },
 		{ "netns-path", required_argument, NULL, OPT_NETNS_PATH },
+		{ "map-pages", no_argument, NULL, OPT_MAP_PAGES },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -141,6 +143,9 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 			break;
 		case OPT_NETNS_PATH:
 			o.netns_path = optarg;
+			break;
+		case OPT_MAP_PAGES:
+			o.flags |= SNAP_RESTORE_MAP_PAGES;
 			break;
 		case 'v':
 			snap_set_log(ctx, SNAP_LOG_DEBUG, log_stderr, NULL);

@@ -92,6 +92,25 @@ enum snap_restore_flags {
 	SNAP_RESTORE_PIDNS = 1u << 1,
 	/* Restore into a new network namespace with only the loopback device, up. */
 	SNAP_RESTORE_NETNS = 1u << 2,
+	/*
+	 * Map the stored pages of private anonymous memory copy-on-write from
+	 * the image's page files (mmap MAP_PRIVATE) instead of copying them:
+	 * restore copies no such page, and every copy restored from one
+	 * snapshot shares those page-cache pages until it writes them. Runs
+	 * of at least 16 pages qualify; stacks, memory a child shares with its
+	 * parent, shared memory and file mappings are filled as without it.
+	 * Semantics the restored process sees:
+	 * - the page files must stay in place and unchanged while any copy
+	 *   runs (restore checks them as always; a truncated file would turn
+	 *   into SIGBUS in the copies);
+	 * - MADV_DONTNEED on such memory gives back the snapshot's bytes, not
+	 *   zeros: an allocator relying on zero-after-DONTNEED (jemalloc,
+	 *   some arenas) would see stale data. glibc malloc and the JVM do not;
+	 * - /proc/PID/maps names the page file for those ranges, and a later
+	 *   dump of such a copy records them as private mappings of that file
+	 *   (so the new images need the old page files too).
+	 */
+	SNAP_RESTORE_MAP_PAGES = 1u << 3,
 };
 
 struct snap_restore_opts {
