@@ -347,9 +347,10 @@ Test(map_pages, copies_share_pages)
 
 /*
  * A copy restored with mapped pages, one page of it written (so it has
- * both pages of the file and pages of its own there), dumped into a new
- * directory, comes back from that one with a copying restore and with a
- * mapping one.
+ * both pages of the file and a page of its own there), dumped into a new
+ * directory: that image maps the rest from the first one's page file and
+ * stores the written page; it comes back with a copying restore, and a
+ * dump of that with a mapping one.
  */
 Test(map_pages, dump_of_a_mapped_copy)
 {
@@ -358,10 +359,11 @@ Test(map_pages, dump_of_a_mapped_copy)
 	char img1[PATH_MAX], img2[PATH_MAX], img3[PATH_MAX];
 	struct file_map m[8];
 	long ps = sysconf(_SC_PAGESIZE);
-	uint8_t *page = malloc((size_t)ps);
+	uint8_t *orig = malloc((size_t)ps), *mine = malloc((size_t)ps), *back = malloc((size_t)ps);
+	unsigned long long at;
 	int n;
 
-	cr_assert(page);
+	cr_assert(orig && mine && back);
 	H_OK(h_start(&w, "wl-bench-mem", mib16));
 	H_OK(h_tmpdir(img1, "img1"));
 	H_OK(h_tmpdir(img2, "img2"));
@@ -370,18 +372,26 @@ Test(map_pages, dump_of_a_mapped_copy)
 	H_OK(restore_mapped(&w, img1, 0));
 	n = page_file_maps(w.pid, img1, m, 8);
 	cr_assert(n >= 1, "nothing mapped from %s", img1);
-	/* Rewrite a page with its own bytes: now a private copy inside the file mapping. */
-	mem_rw(w.pid, m[0].start + (unsigned long long)ps, page, (size_t)ps, false);
-	mem_rw(w.pid, m[0].start + (unsigned long long)ps, page, (size_t)ps, true);
+	at = m[0].start + (unsigned long long)ps;
+	mem_rw(w.pid, at, orig, (size_t)ps, false);
+	for (long k = 0; k < ps; k++)
+		mine[k] = (uint8_t)(orig[k] ^ 0xa5);
+	mem_rw(w.pid, at, mine, (size_t)ps, true);
 
 	H_OK(h_dump(&w, img2, 0, NULL));
 	H_OK(h_restore(&w, img2, NULL));
-	/* What the new image maps of the old page file, it maps as a file (from img1), never from img2's. */
-	cr_assert(page_file_maps(w.pid, img2, m, 0) == 0);
+	/* Mapped as a file from img1, with the written page stored in img2. */
+	cr_assert(page_file_maps(w.pid, img1, m, 8) >= 1, "the new image does not map %s's page file", img1);
+	mem_rw(w.pid, at, back, (size_t)ps, false);
+	cr_assert(!memcmp(back, mine, (size_t)ps), "the written page came back as the page file's");
+	mem_rw(w.pid, at, orig, (size_t)ps, true);
+
 	H_OK(h_dump(&w, img3, 0, NULL));
 	H_OK(restore_mapped(&w, img3, 0));
 	H_OK(h_finish(&w));
-	free(page);
+	free(orig);
+	free(mine);
+	free(back);
 }
 
 /* ---- failure ---- */
