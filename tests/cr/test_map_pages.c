@@ -345,6 +345,43 @@ Test(map_pages, copies_share_pages)
 	free(mine);
 }
 
+/* snapcr restore --map-pages, with --pidns --netns: the copy maps its memory and checks it. */
+Test(map_pages, cli)
+{
+	static const char *const mib16[] = { "16", NULL };
+	struct h_wl w = { 0 };
+	char imgdir[PATH_MAX], dir[PATH_MAX], pidfile[PATH_MAX + 16], out[PATH_MAX + 16], err[PATH_MAX + 16], *s;
+	struct file_map m[8];
+	pid_t init;
+	int status;
+
+	H_OK(h_start(&w, "wl-bench-mem", mib16));
+	H_OK(h_tmpdir(imgdir, "img"));
+	H_OK(h_dump(&w, imgdir, 0, NULL));
+	H_OK(h_tmpdir(dir, "cli"));
+	snprintf(pidfile, sizeof(pidfile), "%s/pid", dir);
+	snprintf(out, sizeof(out), "%s/out", dir);
+	snprintf(err, sizeof(err), "%s/err", dir);
+	{
+		const char *const argv[] = { h_snapcr_path(), "restore",   "-D",    imgdir,	   "-d", "--pidns",
+					     "--netns",	      "--pidfile", pidfile, "--map-pages", NULL };
+
+		H_OK(h_run_cmd(argv, out, err, 30000, &status));
+		s = h_read_file(err, NULL);
+		cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "snapcr restore: status 0x%x: %s", status,
+			  s ? s : "");
+		free(s);
+	}
+	s = h_read_file(pidfile, NULL);
+	cr_assert(s && (init = atoi(s)) > 0);
+	free(s);
+	cr_assert(page_file_maps(root_of(init), imgdir, m, 8) >= 1, "nothing mapped from %s", imgdir);
+	H_OK(h_go(&w));
+	H_OK(h_wait_pid(init, 60000, &status));
+	cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "copy: %s",
+		  h_describe_status(status, (char[64]){ 0 }, 64));
+}
+
 /*
  * A copy restored with mapped pages, one page of it written (so it has
  * both pages of the file and a page of its own there), dumped into a new
