@@ -415,6 +415,18 @@ Test(map_pages, dump_of_a_mapped_copy)
 		mine[k] = (uint8_t)(orig[k] ^ 0xa5);
 	mem_rw(w.pid, at, mine, (size_t)ps, true);
 
+	/* Never into the directory whose page file it maps: image files are never written over. */
+	{
+		struct snap_dump_opts o = { .size = sizeof(o), .pid = w.pid, .images_dir = img1 };
+		snap_ctx *ctx;
+		int r;
+
+		H_OK(h_ctx_new(&ctx));
+		r = snap_dump(ctx, &o);
+		cr_assert(r < 0, "a dump into %s, whose page file the copy maps, succeeded", img1);
+		snap_ctx_free(ctx);
+		cr_assert(kill(w.pid, 0) == 0, "the copy is gone after a refused dump");
+	}
 	H_OK(h_dump(&w, img2, 0, NULL));
 	H_OK(h_restore(&w, img2, NULL));
 	/* Mapped as a file from img1, with the written page stored in img2. */
