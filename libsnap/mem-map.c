@@ -47,15 +47,20 @@ static bool area_mappable(const VmaEntry *v)
 	       !(v->path && !strcmp(v->path, "[stack]"));
 }
 
-/* Index of the area of @mi holding @addr, or SIZE_MAX. */
+/* Index of the area of @mi holding @addr, or SIZE_MAX (areas are sorted and disjoint: validated). */
 static size_t vma_index(const struct mem_image *mi, uint64_t addr)
 {
-	const VmaEntry *v = mem_find_vma(mi, addr);
+	size_t lo = 0, hi = mi->nr_vmas;
 
-	for (size_t k = 0; v && k < mi->nr_vmas; k++)
-		if (mi->vmas[k] == v)
-			return k;
-	return SIZE_MAX;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (mi->vmas[mid]->end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < mi->nr_vmas && mi->vmas[lo]->start <= addr ? lo : SIZE_MAX;
 }
 
 /* An area that holds inherited runs (ours, or a child's at the same place) is filled: the fork shares it. */
@@ -136,7 +141,13 @@ static int plan_one(struct snap_ctx *ctx, struct restore_task *tasks, const size
 			continue;
 		}
 		cands[nr_cands++] = (struct cand){
-			{ pe->vaddr, (uint64_t)pe->nr_pages * ps, pe->offset, mi->vmas[k]->prot }, i, i
+			.run = { .start = pe->vaddr,
+				 .len = (uint64_t)pe->nr_pages * ps,
+				 .offset = pe->offset,
+				 .prot = mi->vmas[k]->prot,
+				 .flags = mi->vmas[k]->flags & MAP_NORESERVE },
+			.first = i,
+			.last = i,
 		};
 		joinable = true;
 	}

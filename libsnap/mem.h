@@ -45,7 +45,7 @@ struct mem_image {
 /* Stored pages mapped copy-on-write from the page file at @start, from @offset in it. */
 struct mem_map_run {
 	uint64_t start, len, offset;
-	uint32_t prot;
+	uint32_t prot, flags; /* the area's protection and MAP_NORESERVE */
 };
 
 int mem_image_read(struct snap_ctx *ctx, struct img_set *set, int pid, struct mem_image *ret);

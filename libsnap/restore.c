@@ -324,7 +324,7 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct rest
 		for (size_t i = 0; i < rt->mem.nr_map_runs; i++) {
 			const struct mem_map_run *m = &rt->mem.map_runs[i];
 
-			mr[i] = (struct restorer_map_run){ m->start, m->len, m->offset, m->prot, 0 };
+			mr[i] = (struct restorer_map_run){ m->start, m->len, m->offset, m->prot, m->flags };
 		}
 		a->map_runs = (uint64_t)mr;
 		a->nr_map_runs = (uint32_t)rt->mem.nr_map_runs;

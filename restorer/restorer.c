@@ -104,7 +104,8 @@ long blob_main(struct restorer_args *a)
 		for (; mr < a->nr_map_runs && map_runs[mr].start < v->end; mr++) {
 			const struct restorer_map_run *m = &map_runs[mr];
 
-			r = sys6(__NR_mmap, m->start, m->len, m->prot, MAP_PRIVATE | MAP_FIXED, a->map_fd, m->offset);
+			r = sys6(__NR_mmap, m->start, m->len, m->prot, MAP_PRIVATE | MAP_FIXED | m->flags, a->map_fd,
+				 m->offset);
 			if (r != (long)m->start)
 				fail(a, "mapping pages from the page file", m->start, r < 0 ? r : -14);
 		}

@@ -32,7 +32,7 @@ struct restorer_map_run {
 	uint64_t start, len;
 	uint64_t offset; /* in the page file */
 	uint32_t prot;	 /* the area's final protection */
-	uint32_t pad;
+	uint32_t flags;	 /* MAP_NORESERVE if its area has it */
 };
 
 /* A kernel-provided area ([vdso], [vvar], [vvar_vclock]) of the new process. */
