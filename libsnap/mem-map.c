@@ -190,9 +190,11 @@ out:
 	return r;
 }
 
-int restore_map_pages_plan(struct snap_ctx *ctx, struct restore_task *tasks, const size_t *parent, size_t nr)
+int restore_map_pages_plan(struct snap_ctx *ctx, struct restore_task *tasks, const size_t *parent, size_t nr,
+			   uint64_t map_count)
 {
-	uint64_t map_count = max_map_count();
+	if (!map_count)
+		map_count = max_map_count();
 
 	for (size_t i = 0; i < nr; i++) {
 		int r = plan_one(ctx, tasks, parent, nr, i, map_count);
