@@ -775,6 +775,8 @@ void mem_image_free(struct mem_image *mi)
 	for (size_t i = 0; i < mi->nr_pages; i++)
 		protobuf_c_message_free_unpacked(&mi->pages[i]->base, NULL);
 	free(mi->pages);
+	free(mi->map_runs);
+	free(mi->run_mapped);
 	if (mi->head)
 		protobuf_c_message_free_unpacked(&mi->head->base, NULL);
 	if (mi->mm)
@@ -802,6 +804,12 @@ bool mem_run_has_data(const PagemapEntry *pe)
 	return !pe->has_shmem_id && !(pe->has_inherited && pe->inherited);
 }
 
+/* Whether page run @i is copied in here: its data is in our page file and the restorer does not map it. */
+static bool run_filled(const struct mem_image *mi, size_t i)
+{
+	return mem_run_has_data(mi->pages[i]) && !(mi->run_mapped && mi->run_mapped[i]);
+}
+
 void mem_vmas_with_pages(const struct mem_image *mi, bool *ret)
 {
 	size_t vi = 0;
@@ -810,7 +818,7 @@ void mem_vmas_with_pages(const struct mem_image *mi, bool *ret)
 	for (size_t i = 0; i < mi->nr_pages; i++) {
 		const PagemapEntry *pe = mi->pages[i];
 
-		if (!mem_run_has_data(pe))
+		if (!run_filled(mi, i))
 			continue;
 		while (vi < mi->nr_vmas && mi->vmas[vi]->end <= pe->vaddr)
 			vi++;
@@ -1012,12 +1020,11 @@ static void *fill_range(void *arg)
 		uint64_t file_off = mi->pages[i]->offset, want = 0;
 		int n = 0;
 
-		if (!mem_run_has_data(mi->pages[i])) {
-			i++; /* shared memory: filled by the engine; inherited: there since the fork */
+		if (!run_filled(mi, i)) {
+			i++; /* shared memory: filled by the engine; inherited: there since the fork; mapped */
 			continue;
 		}
-		for (; i < j->last && n < IOV_MAX && mem_run_has_data(mi->pages[i]) &&
-		       mi->pages[i]->offset == file_off + want;
+		for (; i < j->last && n < IOV_MAX && run_filled(mi, i) && mi->pages[i]->offset == file_off + want;
 		     i++, n++) {
 			const PagemapEntry *pe = mi->pages[i];
 
@@ -1075,7 +1082,7 @@ int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *p
 	int r = 0;
 
 	for (size_t i = 0; i < mi->nr_pages; i++)
-		if (mem_run_has_data(mi->pages[i]))
+		if (run_filled(mi, i))
 			total += (uint64_t)mi->pages[i]->nr_pages * page_size();
 	if (total >= FILL_PARALLEL_MIN && cpus > 1)
 		nr = cpus < FILL_THREADS ? (size_t)cpus : FILL_THREADS;
@@ -1083,8 +1090,10 @@ int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *p
 	for (size_t k = 0, i = 0; k < nr; k++) {
 		jobs[k] = (struct fill_job){ .mi = mi, .premap_of = premap_of, .pages_fd = pages_fd, .first = i };
 		jobs[k].progress = ctx->fill_counter;
-		while (i < mi->nr_pages && (k == nr - 1 || acc < share * (k + 1)))
-			acc += (uint64_t)mi->pages[i++]->nr_pages * page_size();
+		while (i < mi->nr_pages && (k == nr - 1 || acc < share * (k + 1))) {
+			acc += run_filled(mi, i) ? (uint64_t)mi->pages[i]->nr_pages * page_size() : 0;
+			i++;
+		}
 		jobs[k].last = i;
 	}
 	for (size_t k = 1; k < nr; k++) {

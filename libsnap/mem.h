@@ -35,6 +35,17 @@ struct mem_image {
 	PagemapEntry **pages;
 	size_t nr_pages;
 	uint64_t pages_size; /* bytes in the page file */
+	/* SNAP_RESTORE_MAP_PAGES (mem-map.c): page runs the restorer maps from the page file instead. */
+	struct mem_map_run *map_runs; /* by address */
+	size_t nr_map_runs;
+	bool *run_mapped; /* per page run: part of a mapped run, not filled */
+	int map_fd;	  /* the page file, kept open for the restorer; valid while nr_map_runs */
+};
+
+/* Stored pages mapped copy-on-write from the page file at @start, from @offset in it. */
+struct mem_map_run {
+	uint64_t start, len, offset;
+	uint32_t prot, flags; /* the area's protection and MAP_NORESERVE */
 };
 
 int mem_image_read(struct snap_ctx *ctx, struct img_set *set, int pid, struct mem_image *ret);

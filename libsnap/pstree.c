@@ -520,6 +520,8 @@ int snap_restore(snap_ctx *ctx, const struct snap_restore_opts *opts, pid_t *ret
 		r = read_tree(ctx, set, &tree, ns);
 	if (!r)
 		r = files_share_plan(ctx, tree.tasks, tree.parent, tree.nr, opts->flags);
+	if (!r && (opts->flags & SNAP_RESTORE_MAP_PAGES))
+		r = restore_map_pages_plan(ctx, tree.tasks, tree.parent, tree.nr, 0);
 	/* In a PID namespace the root's parent is the init, which outlives it. */
 	if (!r && (opts->flags & SNAP_RESTORE_DETACH) && !ns_pidns(ns))
 		attrs_detach(ctx, tree.tasks[0].core, tree.entries[0]->pid);

@@ -317,6 +317,20 @@ static int build_args(struct snap_ctx *ctx, struct restore_task *rt, struct rest
 	}
 	a->vmas = (uint64_t)rv;
 
+	if (rt->mem.nr_map_runs) {
+		struct restorer_map_run *mr;
+
+		ALLOC(mr, rt->mem.nr_map_runs);
+		for (size_t i = 0; i < rt->mem.nr_map_runs; i++) {
+			const struct mem_map_run *m = &rt->mem.map_runs[i];
+
+			mr[i] = (struct restorer_map_run){ m->start, m->len, m->offset, m->prot, m->flags };
+		}
+		a->map_runs = (uint64_t)mr;
+		a->nr_map_runs = (uint32_t)rt->mem.nr_map_runs;
+		a->map_fd = rt->mem.map_fd;
+	}
+
 	ALLOC(sp, NR_SPECIAL);
 	for (int k = 0; k < NR_SPECIAL; k++) {
 		const VmaEntry *img = find_special(&rt->mem, special_kinds[k]);
@@ -562,7 +576,8 @@ void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct resto
 				special_total += self.v[i].end - self.v[i].start;
 
 	L.args_len = sizeof(struct restorer_args) + 64 * 8 + (mi->nr_vmas + 1) * sizeof(struct restorer_vma) +
-		     (self.nr + 64) * sizeof(struct restorer_range) + mi->mm->n_auxv * 8 + 4096;
+		     (self.nr + 64) * sizeof(struct restorer_range) + mi->mm->n_auxv * 8 + 4096 +
+		     mi->nr_map_runs * sizeof(struct restorer_map_run);
 	for (size_t i = 0; i < rt->nr_threads; i++)
 		L.args_len += sizeof(struct restorer_thread) + arch_sigframe_size(rt->threads[i]) + 128 +
 			      (i ? RESTORER_THREAD_STACK_SIZE : 0);
@@ -663,7 +678,11 @@ void restore_task_premap(struct snap_ctx *ctx, struct img_set *set, struct resto
 			r = drop_foreign_pages(ctx, mi, i, L.premap_of[i]);
 	if (r)
 		restore_child_fail(ctx, status_fd, r);
-	close(pages_fd);
+	/* The restorer maps the rest from it. */
+	if (mi->nr_map_runs)
+		mi->map_fd = pages_fd;
+	else
+		close(pages_fd);
 	cs.fill_ns = snap_now_ns() - t0;
 	cs.pages_bytes = ctx->stats.pages_bytes;
 	cs.vmas = mi->nr_vmas;
@@ -681,7 +700,8 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 	struct restore_layout L = *rt->layout;
 	struct child_stats cs = rt->layout->stats;
 	struct proc_vma_list self = { 0 };
-	int exe_fd, keep[2], high, r;
+	int exe_fd, keep[3], high, r;
+	size_t nr_keep = 2;
 	sigset_t all;
 
 	(void)set;
@@ -700,7 +720,12 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 		high = 3;
 	keep[0] = fcntl(status_fd, F_DUPFD_CLOEXEC, high);
 	keep[1] = fcntl(exe_fd, F_DUPFD_CLOEXEC, high);
-	if (keep[0] < 0 || keep[1] < 0) {
+	if (mi->nr_map_runs) {
+		keep[nr_keep++] = fcntl(mi->map_fd, F_DUPFD_CLOEXEC, high);
+		close(mi->map_fd);
+		mi->map_fd = keep[2];
+	}
+	if (keep[0] < 0 || keep[1] < 0 || (nr_keep > 2 && keep[2] < 0)) {
 		r = snap_fail(ctx, -errno, "cannot move our descriptors out of the way: %m");
 		restore_child_fail(ctx, status_fd, r);
 	}
@@ -708,7 +733,7 @@ void restore_task_child(struct snap_ctx *ctx, struct img_set *set, struct restor
 	close(status_fd);
 	status_fd = keep[0];
 	exe_fd = keep[1];
-	r = files_restore(ctx, &rt->files, keep, 2);
+	r = files_restore(ctx, &rt->files, keep, nr_keep);
 	if (!r && chdir(rt->files.fs->cwd))
 		r = snap_fail(ctx, -errno, "cannot enter working directory %s: %m", rt->files.fs->cwd);
 	if (!r)

@@ -72,6 +72,13 @@ struct restore_ctl {
 	_Atomic uint32_t go[]; /* per task index */
 };
 
+/*
+ * SNAP_RESTORE_MAP_PAGES, once every task of the tree is read: which
+ * stored pages of each the restorer maps from its page file (mem-map.c).
+ * @max_map_count: the kernel's VMA limit per process, 0 to read vm.max_map_count.
+ */
+int restore_map_pages_plan(struct snap_ctx *ctx, struct restore_task *tasks, const size_t *parent, size_t nr,
+			   uint64_t max_map_count);
 /* Reads and validates the images of the process @pe describes. */
 int restore_task_read(struct snap_ctx *ctx, struct img_set *set, PstreeEntry *pe, struct restore_task *rt);
 void restore_task_free(struct restore_task *rt);

@@ -83,6 +83,8 @@ long blob_main(struct restorer_args *a)
 	const struct restorer_vma *vmas = (const void *)a->vmas;
 	const struct restorer_range *unmap = (const void *)a->unmap;
 	const struct restorer_special *special = (const void *)a->special;
+	const struct restorer_map_run *map_runs = (const void *)a->map_runs;
+	uint32_t mr = 0;
 	long r;
 
 	/* Park the kernel's areas where nothing of either layout lives. */
@@ -101,6 +103,15 @@ long blob_main(struct restorer_args *a)
 		uint64_t len = v->end - v->start;
 
 		move_area(a, v->premap, len, v->start, "moving a memory area");
+		/* Splits the area into several VMAs; the mprotect and madvise below take a range, not a VMA. */
+		for (; mr < a->nr_map_runs && map_runs[mr].start < v->end; mr++) {
+			const struct restorer_map_run *m = &map_runs[mr];
+
+			r = sys6(__NR_mmap, m->start, m->len, m->prot, MAP_PRIVATE | MAP_FIXED | m->flags, a->map_fd,
+				 m->offset);
+			if (r != (long)m->start)
+				fail(a, "mapping pages from the page file", m->start, r < 0 ? r : -14);
+		}
 		if (v->prot != v->premap_prot) {
 			r = sys_mprotect(v->start, len, v->prot);
 			if (r)
@@ -114,6 +125,9 @@ long blob_main(struct restorer_args *a)
 				fail(a, "madvise", v->start, r);
 		}
 	}
+
+	if (a->nr_map_runs)
+		sys_close(a->map_fd);
 
 	for (uint32_t i = 0; i < a->nr_special; i++) {
 		if (special[i].target)

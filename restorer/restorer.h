@@ -23,6 +23,18 @@ struct restorer_vma {
 	uint64_t madv; /* bit n set: madvise(start, len, n) once in place */
 };
 
+/*
+ * Stored pages mapped copy-on-write from the page file (SNAP_RESTORE_MAP_PAGES)
+ * over their area once it is in place: mremap moves one VMA at a time, so
+ * areas are moved whole first and split by these mappings afterwards.
+ */
+struct restorer_map_run {
+	uint64_t start, len;
+	uint64_t offset; /* in the page file */
+	uint32_t prot;	 /* the area's final protection */
+	uint32_t flags;	 /* MAP_NORESERVE if its area has it */
+};
+
 /* A kernel-provided area ([vdso], [vvar], [vvar_vclock]) of the new process. */
 struct restorer_special {
 	uint64_t cur; /* where the engine's copy of it is */
@@ -211,6 +223,10 @@ struct restorer_args {
 	struct restorer_sigaction sigactions[RESTORER_NSIG]; /* index = signal - 1 */
 
 	uint64_t attrs; /* struct restorer_attrs */
+
+	uint64_t map_runs; /* struct restorer_map_run[nr_map_runs], by address, each inside one of vmas */
+	uint32_t nr_map_runs;
+	int32_t map_fd; /* the page file they come from; closed once mapped */
 };
 
 #endif

@@ -17,7 +17,7 @@ static void usage(FILE *f)
 		   "  snapcr dump -t PID -D DIR [--leave-running] [--tcp-established | --tcp-close] [--shell-job]\n"
 		   "              [--stats FILE] [--hook STAGE=COMMAND]... [-v]\n"
 		   "  snapcr restore -D DIR [-d] [--shell-job] [--pidfile FILE] [--stats FILE] [--pidns]\n"
-		   "              [--netns | --netns-path PATH] [--hook STAGE=COMMAND]... [-v]\n"
+		   "              [--netns | --netns-path PATH] [--map-pages] [--hook STAGE=COMMAND]... [-v]\n"
 		   "  snapcr prepare -D DIR --ready PROBE [--warmup URL [--warmup-count N]] [--timeout SECONDS]\n"
 		   "              [--log FILE] [dump options] -- CMD [ARGS...]\n"
 		   "      PROBE: tcp:HOST:PORT | http://HOST[:PORT][/PATH] | file:PATH\n"
@@ -56,6 +56,7 @@ enum {
 	OPT_TIMEOUT,
 	OPT_LOG,
 	OPT_SHELL_JOB,
+	OPT_MAP_PAGES,
 };
 
 #define MAX_HOOKS 64
@@ -204,6 +205,7 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 		{ "netns", no_argument, NULL, OPT_NETNS },
 		{ "netns-path", required_argument, NULL, OPT_NETNS_PATH },
 		{ "hook", required_argument, NULL, OPT_HOOK },
+		{ "map-pages", no_argument, NULL, OPT_MAP_PAGES },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -240,6 +242,9 @@ static int cmd_restore(snap_ctx *ctx, int argc, char **argv)
 		case OPT_HOOK:
 			if (add_hook(optarg, RESTORE_HOOKS))
 				return 2;
+			break;
+		case OPT_MAP_PAGES:
+			o.flags |= SNAP_RESTORE_MAP_PAGES;
 			break;
 		case 'v':
 			snap_set_log(ctx, SNAP_LOG_DEBUG, log_stderr, NULL);

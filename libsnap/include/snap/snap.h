@@ -139,6 +139,28 @@ enum snap_restore_flags {
 	 * foreground is made the foreground group again.
 	 */
 	SNAP_RESTORE_SHELL_JOB = 1u << 3,
+	/*
+	 * Map the stored pages of private anonymous memory copy-on-write from
+	 * the image's page files (mmap MAP_PRIVATE) instead of copying them:
+	 * restore copies no such page, and every copy restored from one
+	 * snapshot shares those page-cache pages until it writes them. Runs
+	 * of at least 16 pages qualify; stacks, executable or wipe-on-fork
+	 * memory, memory a child shares with its parent, shared memory and
+	 * file mappings are filled as without it. What the process sees:
+	 * - the page files must stay in place and unchanged while any copy
+	 *   runs (restore checks them as always; a file rewritten later
+	 *   changes the copies' unwritten pages, a truncated one is SIGBUS);
+	 * - MADV_DONTNEED on such memory gives back the snapshot's bytes, not
+	 *   zeros: an allocator relying on zero-after-DONTNEED (jemalloc)
+	 *   would read stale data; glibc malloc and the JVM do not rely on it.
+	 *   MADV_FREE, MADV_WIPEONFORK, MADV_MERGEABLE and userfaultfd, for
+	 *   anonymous memory only, fail there with EINVAL;
+	 * - /proc/PID/maps names the page file for those ranges, and a later
+	 *   dump of such a copy records them as private mappings of that file,
+	 *   storing only the pages the copy wrote (the new images need the old
+	 *   page files too).
+	 */
+	SNAP_RESTORE_MAP_PAGES = 1u << 4,
 };
 
 struct snap_restore_opts {
