@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Real services end to end: each is prepared with `snapcr prepare` (started, warmed up, dumped),
-restored, and must answer with the state it had built at start-up (checked against a cold start),
-its image pid, and a request counter that continues from the snapshot in every copy; two copies
-must not draw the same random bytes; the JVM service also runs as several copies at once, each in
-its own PID and network namespace. Exit 77 (skip) when Java or Tomcat is not installed.
+restored (once eagerly, once with --map-pages), and must answer with the state it had built at
+start-up (checked against a cold start), its image pid, and a request counter that continues from
+the snapshot in every copy; two copies must not draw the same random bytes; the JVM service also
+runs as several copies at once, each in its own PID and network namespace. Exit 77 (skip) when Java or Tomcat is not installed.
 
 usage: test_services.py BUILD_DIR [SERVICE...]"""
 import glob
@@ -61,8 +61,9 @@ def test_service(reaper, svc, workdir, port):
         os.unlink(f)
 
     first = []
-    for copy in range(2):
-        inst = S.restore(reaper, SNAPCR, images, port)
+    # One copy restored eagerly, one with its memory mapped copy-on-write from the page files.
+    for copy, extra in enumerate(((), ("--map-pages",))):
+        inst = S.restore(reaper, SNAPCR, images, port, extra=extra)
         try:
             body = S.wait_http_200(inst.url, time.monotonic() + 30, alive=lambda: S.pid_alive(inst.pid))
             got, pid, requests = svc.expect(body)
@@ -76,7 +77,7 @@ def test_service(reaper, svc, workdir, port):
             first.append((requests, rnd.strip()))
         finally:
             inst.stop()
-        log(f"{svc.name}: restored copy {copy} answered: requests={requests}")
+        log(f"{svc.name}: restored copy {copy} {' '.join(extra)} answered: requests={requests}")
     check(first[0][0] == first[1][0], f"{svc.name}: two copies of one snapshot count {first[0][0]} and {first[1][0]}")
     check(first[0][1] != first[1][1], f"{svc.name}: two copies drew the same random bytes {first[0][1]}")
     return images, state
