@@ -190,7 +190,13 @@ static void root_of(pid_t init, pid_t *ret_outer, pid_t *ret_inner)
 
 	snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)init, (int)init);
 	s = h_read_file(path, &len);
-	cr_assert(s && atoi(s) > 0, "init %d has no child", (int)init);
+	if (!s || atoi(s) <= 0) {
+		int status = 0;
+		pid_t r = waitpid(init, &status, WNOHANG);
+
+		cr_assert(0, "init %d has no child (%s)", (int)init,
+			  r == init ? h_describe_status(status, (char[64]){ 0 }, 64) : "the init still runs");
+	}
 	*ret_outer = atoi(s);
 	free(s);
 	snprintf(path, sizeof(path), "/proc/%d/status", (int)*ret_outer);
