@@ -485,19 +485,6 @@ static bool anything_holds(const char *dir)
 	return found;
 }
 
-static rlim_t address_space_bytes(void)
-{
-	unsigned long pages = 0;
-	FILE *f = fopen("/proc/self/statm", "re");
-
-	if (f) {
-		if (fscanf(f, "%lu", &pages) != 1)
-			pages = 0;
-		fclose(f);
-	}
-	return (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE);
-}
-
 /*
  * A map-pages restore into namespaces that fails once the processes exist
  * (premap under a small address-space limit) leaves no process and nothing

@@ -553,20 +553,6 @@ Test(namespaces, heap_twice)
 	}
 }
 
-/* Size of this process's address space, from /proc/self/statm (pages). */
-static rlim_t address_space_bytes(void)
-{
-	unsigned long pages = 0;
-	FILE *f = fopen("/proc/self/statm", "re");
-
-	if (f) {
-		if (fscanf(f, "%lu", &pages) != 1)
-			pages = 0;
-		fclose(f);
-	}
-	return (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE);
-}
-
 /*
  * A restore into namespaces that fails once the init and the root exist
  * (premap under a small address-space limit) leaves nothing: no init, no

@@ -13,20 +13,6 @@
 
 H_SUITE(restore_failures);
 
-/* Size of this process's address space, from /proc/self/statm (pages). */
-static rlim_t address_space_bytes(void)
-{
-	unsigned long pages = 0;
-	FILE *f = fopen("/proc/self/statm", "re");
-
-	if (f) {
-		if (fscanf(f, "%lu", &pages) != 1)
-			pages = 0;
-		fclose(f);
-	}
-	return (rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE);
-}
-
 /*
  * An unprivileged user may not trace a root process: the dump fails naming
  * the pid and leaves the process to finish its own check untouched.
