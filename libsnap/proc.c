@@ -1245,7 +1245,11 @@ static bool parse_lock(const char *p, const char *end, struct proc_file_lock *ou
 	return true;
 }
 
-static int parse_fd_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
+/*
+ * The lines of @f that hold a lock, parsed into a growing array. @fdinfo: fdinfo's "lock:\t..." lines only,
+ * else every line is one (/proc/locks), whose waiters ("->") are left out.
+ */
+static int parse_lock_lines(FILE *f, bool fdinfo, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
 {
 	struct line_reader lr = { .f = f };
 	struct proc_file_lock *v = NULL;
@@ -1256,28 +1260,29 @@ static int parse_fd_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, 
 
 	*ret_bad_line = 0;
 	while ((r = line_reader_next(&lr, &line, &len)) > 0) {
-		const char *key, *val, *vend;
+		const char *val = line, *vend = line + len, *key;
 		size_t klen;
 
 		lineno++;
-		if (!split_key(line, len, &key, &klen, &val, &vend) || klen != 4 || memcmp(key, "lock", 4))
+		if (fdinfo && (!split_key(line, len, &key, &klen, &val, &vend) || klen != 4 || memcmp(key, "lock", 4)))
 			continue;
 		if (nr == cap) {
-			struct proc_file_lock *nv = reallocarray(v, cap ? cap * 2 : 4, sizeof(*v));
+			struct proc_file_lock *nv = reallocarray(v, cap ? cap * 2 : 16, sizeof(*v));
 
 			if (!nv) {
 				r = -ENOMEM;
 				goto fail;
 			}
 			v = nv;
-			cap = cap ? cap * 2 : 4;
+			cap = cap ? cap * 2 : 16;
 		}
 		if (!parse_lock(val, vend, &v[nr])) {
 			r = -EINVAL;
 			*ret_bad_line = lineno;
 			goto fail;
 		}
-		nr++;
+		if (fdinfo || !(v[nr].kind == PROC_LOCK_OTHER && !strcmp(v[nr].kind_name, "->")))
+			nr++;
 	}
 	if (r < 0)
 		goto fail;
@@ -1289,6 +1294,11 @@ fail:
 	line_reader_free(&lr);
 	free(v);
 	return r;
+}
+
+static int parse_fd_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
+{
+	return parse_lock_lines(f, true, ret, ret_nr, ret_bad_line);
 }
 
 int proc_parse_fd_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
@@ -1318,44 +1328,7 @@ int proc_read_fd_locks(struct snap_ctx *ctx, pid_t pid, int fd, struct proc_file
 /* /proc/locks: every lock of the system, one per line; waiters ("->") are left out. */
 static int parse_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
 {
-	struct line_reader lr = { .f = f };
-	struct proc_file_lock *v = NULL;
-	size_t nr = 0, cap = 0;
-	int lineno = 0, r;
-	char *line;
-	size_t len;
-
-	*ret_bad_line = 0;
-	while ((r = line_reader_next(&lr, &line, &len)) > 0) {
-		lineno++;
-		if (nr == cap) {
-			struct proc_file_lock *nv = reallocarray(v, cap ? cap * 2 : 16, sizeof(*v));
-
-			if (!nv) {
-				r = -ENOMEM;
-				goto fail;
-			}
-			v = nv;
-			cap = cap ? cap * 2 : 16;
-		}
-		if (!parse_lock(line, line + len, &v[nr])) {
-			r = -EINVAL;
-			*ret_bad_line = lineno;
-			goto fail;
-		}
-		if (!(v[nr].kind == PROC_LOCK_OTHER && !strcmp(v[nr].kind_name, "->")))
-			nr++;
-	}
-	if (r < 0)
-		goto fail;
-	line_reader_free(&lr);
-	*ret = v;
-	*ret_nr = nr;
-	return 0;
-fail:
-	line_reader_free(&lr);
-	free(v);
-	return r;
+	return parse_lock_lines(f, false, ret, ret_nr, ret_bad_line);
 }
 
 int proc_parse_locks(FILE *f, struct proc_file_lock **ret, size_t *ret_nr, int *ret_bad_line)
