@@ -9,8 +9,11 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -999,25 +1002,113 @@ struct fill_job {
 	const struct mem_image *mi;
 	const uint64_t *premap_of;
 	int pages_fd;
-	size_t first, last; /* page runs [first, last) */
-	uint64_t bytes;	    /* filled */
-	int err;	    /* -errno of a failed read, -EIO for a short file */
+	int uffd;	       /* a userfaultfd the areas marked in @uffd_area are registered with, or -1 */
+	const bool *uffd_area; /* per area of @mi */
+	size_t first, last;    /* page runs [first, last) */
+	uint64_t bytes;	       /* filled */
+	int err;	       /* -errno of a failed read, -EIO for a short file */
 	uint64_t err_off;
 	/* The tree's count of bytes filled, for progress reports, or NULL. */
 	_Atomic uint64_t *progress;
 };
 
-/* Fills runs [first, last) with one preadv per stretch that is contiguous in the page file. */
+/* Counts @n filled bytes. */
+static void fill_count(struct fill_job *j, uint64_t n)
+{
+	j->bytes += n;
+	if (j->progress)
+		atomic_fetch_add_explicit(j->progress, n, memory_order_relaxed);
+}
+
+/*
+ * Puts @len bytes from @src at @dst with UFFDIO_COPY: the kernel allocates each page and copies into it,
+ * without the zeroing and the page fault of a first touch. Returns what it placed; it stops early where a
+ * page is already present (pages a child shares with its parent), which the caller then reads.
+ */
+static uint64_t uffd_copy(int uffd, uint64_t dst, const uint8_t *src, uint64_t len)
+{
+	uint64_t done = 0;
+
+	while (done < len) {
+		struct uffdio_copy c = { .dst = dst + done, .src = (uint64_t)(src + done), .len = len - done };
+
+		if (!ioctl(uffd, UFFDIO_COPY, &c)) {
+			done = len;
+			break;
+		}
+		if (c.copy <= 0 || errno != EAGAIN) {
+			if (c.copy > 0)
+				done += (uint64_t)c.copy;
+			break;
+		}
+		done += (uint64_t)c.copy;
+	}
+	return done;
+}
+
+/* Reads @len bytes at @off of the page file into @dst whole; 0 or -errno (-EIO at end of file). */
+static int pread_full(int fd, void *dst, uint64_t len, uint64_t off)
+{
+	while (len) {
+		ssize_t got = pread(fd, dst, len, (off_t)off);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return got < 0 ? -errno : -EIO;
+		dst = (uint8_t *)dst + got;
+		len -= (uint64_t)got;
+		off += (uint64_t)got;
+	}
+	return 0;
+}
+
+/*
+ * Fills the @n pieces of @iov, which lie back to back in the page file from @file_off, the ones in areas
+ * registered with the userfaultfd (@via_uffd) by UFFDIO_COPY from a mapping of the file, the rest (and
+ * whatever UFFDIO_COPY left) with pread. Returns 1 if it could not map the file (the caller reads all).
+ */
+static int fill_uffd(struct fill_job *j, struct iovec *iov, const bool *via_uffd, int n, uint64_t file_off,
+		     uint64_t want)
+{
+	const uint8_t *win = mmap(NULL, want, PROT_READ, MAP_SHARED | MAP_POPULATE, j->pages_fd, (off_t)file_off);
+	uint64_t at = 0;
+
+	if (win == MAP_FAILED)
+		return 1;
+	for (int k = 0; k < n; at += iov[k].iov_len, k++) {
+		uint64_t done = 0;
+		int r;
+
+		if (via_uffd[k])
+			done = uffd_copy(j->uffd, (uint64_t)iov[k].iov_base, win + at, iov[k].iov_len);
+		r = done < iov[k].iov_len ? pread_full(j->pages_fd, (uint8_t *)iov[k].iov_base + done,
+						       iov[k].iov_len - done, file_off + at + done)
+					  : 0;
+		if (r) {
+			j->err = r;
+			j->err_off = file_off + at + done;
+			break;
+		}
+		fill_count(j, iov[k].iov_len);
+	}
+	munmap((void *)win, want);
+	return 0;
+}
+
+/* Fills runs [first, last) with one preadv (or UFFDIO_COPY) per stretch that is contiguous in the page file. */
 static void *fill_range(void *arg)
 {
 	struct fill_job *j = arg;
 	const struct mem_image *mi = j->mi;
 	uint64_t ps = page_size();
 	struct iovec iov[IOV_MAX];
+	bool via_uffd[IOV_MAX];
 	size_t vi = 0;
 
-	for (size_t i = j->first; i < j->last;) {
+	for (size_t i = j->first; i < j->last && !j->err;) {
 		uint64_t file_off = mi->pages[i]->offset, want = 0;
+		bool any_uffd = false;
 		int n = 0;
 
 		if (!run_filled(mi, i)) {
@@ -1032,8 +1123,12 @@ static void *fill_range(void *arg)
 				vi++;
 			iov[n].iov_base = (void *)(j->premap_of[vi] + (pe->vaddr - mi->vmas[vi]->start));
 			iov[n].iov_len = (uint64_t)pe->nr_pages * ps;
+			via_uffd[n] = j->uffd >= 0 && j->uffd_area[vi];
+			any_uffd |= via_uffd[n];
 			want += iov[n].iov_len;
 		}
+		if (any_uffd && !fill_uffd(j, iov, via_uffd, n, file_off, want))
+			continue;
 		while (want) {
 			ssize_t got = preadv(j->pages_fd, iov, n, (off_t)file_off);
 
@@ -1042,9 +1137,7 @@ static void *fill_range(void *arg)
 				j->err_off = file_off;
 				return NULL;
 			}
-			j->bytes += (uint64_t)got;
-			if (j->progress)
-				atomic_fetch_add_explicit(j->progress, (uint64_t)got, memory_order_relaxed);
+			fill_count(j, (uint64_t)got);
 			want -= (uint64_t)got;
 			file_off += (uint64_t)got;
 			/* Short read: drop what was filled and go on with the rest. */
@@ -1065,6 +1158,50 @@ static void *fill_range(void *arg)
 }
 
 /*
+ * A userfaultfd with every private anonymous area that has runs to fill registered (missing-page mode, which
+ * UFFDIO_COPY needs); -1 where the kernel or the sandbox says no, and the fill then reads as before.
+ * *ret_area says which areas are registered.
+ */
+static int fill_uffd_open(const struct mem_image *mi, const uint64_t *premap_of, bool **ret_area)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	bool *area = calloc(mi->nr_vmas ? mi->nr_vmas : 1, sizeof(*area));
+	size_t vi = 0;
+	int uffd;
+
+	*ret_area = NULL;
+	if (!area)
+		return -1;
+	for (size_t i = 0; i < mi->nr_pages; i++) {
+		if (!run_filled(mi, i))
+			continue;
+		while (mi->vmas[vi]->end <= mi->pages[i]->vaddr)
+			vi++;
+		area[vi] = mi->vmas[vi]->kind == VMA_KIND__VMA_ANON_PRIVATE;
+	}
+	/* User-mode-only faults are all we need (we never fault), and any user may ask for those. */
+	uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | UFFD_USER_MODE_ONLY);
+	if (uffd < 0 || ioctl(uffd, UFFDIO_API, &api))
+		goto fail;
+	for (size_t k = 0; k < mi->nr_vmas; k++) {
+		struct uffdio_register reg = {
+			.range = { .start = premap_of[k], .len = mi->vmas[k]->end - mi->vmas[k]->start },
+			.mode = UFFDIO_REGISTER_MODE_MISSING,
+		};
+
+		if (area[k] && ioctl(uffd, UFFDIO_REGISTER, &reg))
+			goto fail;
+	}
+	*ret_area = area;
+	return uffd;
+fail:
+	if (uffd >= 0)
+		close(uffd); /* closing it unregisters every area */
+	free(area);
+	return -1;
+}
+
+/*
  * First touch of fresh memory is what fill time is made of, and page
  * faults in different threads proceed in parallel: large fills are split
  * between up to FILL_THREADS threads by bytes.
@@ -1079,16 +1216,23 @@ int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *p
 	uint64_t total = 0, share, acc = 0;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	size_t nr = 1, started = 0;
-	int r = 0;
+	bool *uffd_area = NULL;
+	int r = 0, uffd;
 
 	for (size_t i = 0; i < mi->nr_pages; i++)
 		if (run_filled(mi, i))
 			total += (uint64_t)mi->pages[i]->nr_pages * page_size();
+	uffd = total ? fill_uffd_open(mi, premap_of, &uffd_area) : -1;
 	if (total >= FILL_PARALLEL_MIN && cpus > 1)
 		nr = cpus < FILL_THREADS ? (size_t)cpus : FILL_THREADS;
 	share = total / nr + 1;
 	for (size_t k = 0, i = 0; k < nr; k++) {
-		jobs[k] = (struct fill_job){ .mi = mi, .premap_of = premap_of, .pages_fd = pages_fd, .first = i };
+		jobs[k] = (struct fill_job){ .mi = mi,
+					     .premap_of = premap_of,
+					     .pages_fd = pages_fd,
+					     .uffd = uffd,
+					     .uffd_area = uffd_area,
+					     .first = i };
 		jobs[k].progress = ctx->fill_counter;
 		while (i < mi->nr_pages && (k == nr - 1 || acc < share * (k + 1))) {
 			acc += run_filled(mi, i) ? (uint64_t)mi->pages[i]->nr_pages * page_size() : 0;
@@ -1107,6 +1251,11 @@ int mem_fill(struct snap_ctx *ctx, const struct mem_image *mi, const uint64_t *p
 	fill_range(&jobs[0]);
 	for (size_t k = 1; k <= started; k++)
 		pthread_join(threads[k], NULL);
+	/* Closing the userfaultfd unregisters the areas: nothing of it outlives the fill. */
+	if (uffd >= 0) {
+		close(uffd);
+		free(uffd_area);
+	}
 	for (size_t k = 0; k < nr; k++) {
 		ctx->stats.pages_bytes += jobs[k].bytes;
 		if (jobs[k].err && !r)
