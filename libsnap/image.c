@@ -687,7 +687,9 @@ fail:
 /* ---- Reading ---- */
 
 /* Opens a file of the image directory that must be a regular file; *ret_size is its size. */
-static int open_image(struct snap_ctx *ctx, int dirfd, const char *name, int *ret_fd, uint64_t *ret_size)
+/* Opens image @name as a regular file; *ret_st (if not NULL) gets its status. */
+static int open_image(struct snap_ctx *ctx, int dirfd, const char *name, int *ret_fd, uint64_t *ret_size,
+		      struct stat *ret_st)
 {
 	struct stat st;
 	int fd;
@@ -713,6 +715,8 @@ static int open_image(struct snap_ctx *ctx, int dirfd, const char *name, int *re
 	fcntl(fd, F_SETFL, 0);
 	*ret_fd = fd;
 	*ret_size = (uint64_t)st.st_size;
+	if (ret_st)
+		*ret_st = st;
 	return 0;
 }
 
@@ -877,7 +881,7 @@ static int reader_open(struct snap_ctx *ctx, int dirfd, const char *name, int wa
 		want = img_name_parse(name, NULL);
 	if (want > 0 && !img_kind_info(want)->framed)
 		return snap_fail(ctx, -EINVAL, "image %.*s: a raw page file has no records", QUOTE_MAX, name);
-	err = open_image(ctx, dirfd, name, &fd, &size);
+	err = open_image(ctx, dirfd, name, &fd, &size, NULL);
 	if (err < 0)
 		return err;
 	if (expect && size != expect->size) {
@@ -1091,41 +1095,36 @@ struct checked_mark {
 	int64_t mtime_ns;
 };
 
-static void checked_mark_of(int fd, const FileDigest *f, struct checked_mark *ret)
+/* The mark file @f would carry with status @st; the status is taken before hashing, so a write during it unmarks. */
+static struct checked_mark checked_mark_of(const struct stat *st, const FileDigest *f)
 {
-	struct stat st;
-
-	memset(ret, 0, sizeof(*ret));
-	if (fstat(fd, &st))
-		return;
-	ret->xxh3 = f->xxh3;
-	ret->ino = st.st_ino;
-	ret->size = (uint64_t)st.st_size;
-	ret->mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	return (struct checked_mark){
+		.xxh3 = f->xxh3,
+		.ino = st->st_ino,
+		.size = (uint64_t)st->st_size,
+		.mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec,
+	};
 }
 
-static bool checked_before(int fd, const FileDigest *f)
+static bool checked_before(int fd, const struct stat *st, const FileDigest *f)
 {
-	struct checked_mark want, got;
+	struct checked_mark want = checked_mark_of(st, f), got;
 
-	checked_mark_of(fd, f, &want);
-	return want.size == f->size && fgetxattr(fd, CHECKED_XATTR, &got, sizeof(got)) == sizeof(got) &&
-	       !memcmp(&want, &got, sizeof(got));
+	return fgetxattr(fd, CHECKED_XATTR, &got, sizeof(got)) == sizeof(got) && !memcmp(&want, &got, sizeof(got));
 }
 
-static void mark_checked(int fd, const FileDigest *f)
+static void mark_checked(int fd, const struct stat *st, const FileDigest *f)
 {
-	struct checked_mark m;
+	struct checked_mark m = checked_mark_of(st, f);
 
-	checked_mark_of(fd, f, &m);
-	if (m.size == f->size)
-		(void)fsetxattr(fd, CHECKED_XATTR, &m, sizeof(m), 0);
+	(void)fsetxattr(fd, CHECKED_XATTR, &m, sizeof(m), 0);
 }
 
 /* Checks that listed file @f is there with the listed size and digest, framing included. */
 static int check_listed_file(struct snap_ctx *ctx, struct img_set *set, const FileDigest *f)
 {
 	struct img_reader *r;
+	struct stat st;
 	uint64_t size, digest;
 	int fd, err;
 
@@ -1134,7 +1133,7 @@ static int check_listed_file(struct snap_ctx *ctx, struct img_set *set, const Fi
 		img_reader_close(err < 0 ? NULL : r);
 		return err;
 	}
-	err = open_image(ctx, set->dirfd, f->name, &fd, &size);
+	err = open_image(ctx, set->dirfd, f->name, &fd, &size, &st);
 	if (err < 0)
 		return err;
 	if (size != f->size) {
@@ -1142,7 +1141,7 @@ static int check_listed_file(struct snap_ctx *ctx, struct img_set *set, const Fi
 				(unsigned long long)size, IMG_INVENTORY, (unsigned long long)f->size);
 		goto out;
 	}
-	if (checked_before(fd, f))
+	if (checked_before(fd, &st, f))
 		goto out;
 	err = img_digest_fd(ctx, fd, f->name, &size, &digest);
 	if (err < 0)
@@ -1152,7 +1151,7 @@ static int check_listed_file(struct snap_ctx *ctx, struct img_set *set, const Fi
 	else if (digest != f->xxh3)
 		err = snap_fail(ctx, -EBADMSG, "image %s: digest mismatch (corrupted)", f->name);
 	else
-		mark_checked(fd, f);
+		mark_checked(fd, &st, f);
 out:
 	close(fd);
 	return err;
@@ -1283,7 +1282,7 @@ static int open_raw(struct snap_ctx *ctx, struct img_set *set, const char *name,
 		return snap_fail(ctx, -ENOENT, "image %.*s: not listed in %s", QUOTE_MAX, name, IMG_INVENTORY);
 	if (img_name_parse(name, NULL) != (int)kind)
 		return snap_fail(ctx, -EINVAL, "image %s: not a %s file", name, img_kind_info(kind)->name);
-	err = open_image(ctx, set->dirfd, name, &fd, &size);
+	err = open_image(ctx, set->dirfd, name, &fd, &size, NULL);
 	if (err < 0)
 		return err;
 	if (size != f->size) {

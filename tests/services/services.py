@@ -111,14 +111,14 @@ def _in_netns(pid, fn):
             fd = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
             if libc.setns(fd, CLONE_NEWNET) != 0:
                 raise OSError(ctypes.get_errno(), "setns")
-            res = repr(fn())
+            res = json.dumps(fn())
         except Exception as e:  # reported to the parent, raised there
-            res = repr(("error", str(e)))
+            res = json.dumps(["error", str(e)])
         os.write(w, res.encode())
         os._exit(0)
     os.close(w)
     with os.fdopen(r, "rb") as f:
-        res = eval(f.read().decode())  # our own repr of a (status, body) tuple
+        res = json.loads(f.read().decode())
     while True:
         try:
             os.waitpid(child, 0)
@@ -129,7 +129,7 @@ def _in_netns(pid, fn):
             continue
     if res[0] == "error":
         raise OSError(errno.ECONNREFUSED, res[1])
-    return res
+    return tuple(res)
 
 
 def wait_http_200(url, deadline, alive=None, netns_pid=None, interval=0.002):
